@@ -23,7 +23,9 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
       512-point FFT, Kaldi mel filters from 20 Hz to Nyquist, natural log, then the utterance mean
       is subtracted over real frames only. No dither: features are deterministic.
     - `"ge2e_mel"` (GE2E LSTM): what `resemblyzer` computes with librosa: centred 25 ms Hann frames
-      (`1 + samples // 160` frames), 400-point FFT, Slaney mel filters, power, no log.
+      (`1 + samples // 160` frames), 400-point FFT, Slaney mel filters, power, no log. Quiet
+      audio is first raised to -30 dBFS (`min_level_dbfs`), as resemblyzer's `preprocess_wav` does;
+      its voice-activity trimming of long silences is not applied.
 
     Input: one waveform or a list of them, each a 1-D array, list or tensor of samples at
     16 kHz. Floats are taken as they are (nominally in [-1, 1]); int16 / int32 / uint8 PCM is
@@ -36,11 +38,16 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         feature_size (`int`, *optional*): mel bins; 80 for fbank and 40 for GE2E when not given.
         sampling_rate (`int`, defaults to 16000): the only rate accepted, in Hz.
         padding_value (`float`, defaults to 0.0): value of padded feature frames.
+        min_level_dbfs (`float`, *optional*): utterances quieter than this RMS level (dB relative
+            to full scale) are amplified to it; louder ones are left alone. Defaults to -30 for
+            `ge2e_mel` (whose power features depend on level) and to None (off) for `kaldi_fbank`
+            (whose mean normalisation removes level).
     """
 
     model_input_names = ["input_features", "attention_mask"]
 
-    def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0, **kwargs):
+    def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0,
+                 min_level_dbfs="default", **kwargs):
         if feature_type not in ("kaldi_fbank", "ge2e_mel"):
             raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose 'kaldi_fbank' or 'ge2e_mel'")
         if feature_size is None:
@@ -48,6 +55,9 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         kwargs.setdefault("return_attention_mask", True)
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.feature_type = feature_type
+        if min_level_dbfs == "default":
+            min_level_dbfs = -30.0 if feature_type == "ge2e_mel" else None
+        self.min_level_dbfs = min_level_dbfs
         self.win_length = int(round(0.025 * sampling_rate))  # 400 samples
         self.hop_length = sampling_rate // 100  # 160 samples
         self.center = feature_type == "ge2e_mel"
@@ -160,6 +170,10 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             attention_mask (batch, frames) int32.
         """
         waveforms = waveforms.float()
+        if self.min_level_dbfs is not None:
+            rms = (waveforms.pow(2).sum(-1) / num_samples.clamp_min(1)).sqrt().clamp_min(1e-10)
+            gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
+            waveforms = waveforms * gain.unsqueeze(-1)
         frames = self.frame_waveforms(waveforms)  # (B, T, win)
         lengths = torch.tensor([self.num_frames(int(n)) for n in num_samples], dtype=torch.long)
         frames = frames[:, : int(lengths.max())]
