@@ -1,0 +1,87 @@
+"""`eisv-eval`: EER and minDCF of a model on a trial list, with a DET curve and score histograms.
+
+Usage:
+    eisv-eval --model DIR_OR_ID --trials CSV --root DIR [--output-dir OUT] [--cohort FILE]
+              [--cohort-top-n 300] [--max-trials N] [--seed 0] [--device auto] [--batch-size 16]
+              [--window-s 10] [--hop-s 5] [--json] [--no-progress]
+
+Writes into OUT (default `eval_<model folder name>`): `results.json` (see
+`eisv_tools.evaluation.evaluate_trials` for its keys), `results.md`, `scores.csv`, `det.png`,
+`score_histograms.png`. Everything is computed before anything is written; each file is written
+atomically. Exit codes: 0 done, 1 bad input (message names the file or CSV line), 2 bad command line.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ToolError
+from .evaluation import evaluate_trials
+from .loading import load_model
+from .report import markdown_table, public_results, write_results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eisv-eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model folder or Hub id")
+    parser.add_argument("--trials", required=True, help="CSV with corpus, enroll, test, label, condition")
+    parser.add_argument("--root", required=True, help="folder the enroll/test paths are relative to")
+    parser.add_argument("--output-dir", help="where results go (default: eval_<model name>)")
+    parser.add_argument("--cohort", help="eisv-embed output (.safetensors/.npy) to AS-normalise against")
+    parser.add_argument("--cohort-top-n", type=int, default=300, help="AS-norm: top cohort scores used")
+    parser.add_argument("--max-trials", type=int, help="score a seeded random subset of N trials")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-trials subset")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--window-s", type=float, default=10.0, help="window length for long files, seconds")
+    parser.add_argument("--hop-s", type=float, default=5.0, help="window step for long files, seconds")
+    parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of a table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args) -> dict:
+    from .plots import plot_det, plot_histograms
+
+    for path, what in ((args.trials, "trial file"), (args.root, "root folder")):
+        if not Path(path).exists():
+            raise ToolError(f"{path}: no such {what}")
+    if args.cohort and not Path(args.cohort).is_file():
+        raise ToolError(f"{args.cohort}: no such cohort file")
+    model, feature_extractor = load_model(args.model, args.device)
+    results = evaluate_trials(model, feature_extractor, args.trials, args.root, batch_size=args.batch_size,
+                              cohort=args.cohort, cohort_top_n=args.cohort_top_n, max_trials=args.max_trials,
+                              seed=args.seed, window_s=args.window_s, hop_s=args.hop_s,
+                              progress=not args.no_progress, return_scores=True)
+    results = {"model": str(args.model), "trials_file": str(args.trials), "root": str(args.root), **results}
+    output_dir = Path(args.output_dir or f"eval_{Path(str(args.model).rstrip('/')).name}")
+    primary = results["scores"][results["scoring"]]
+    plot_det(primary, results["trials"], output_dir / "det.png", title=f"DET ({results['scoring']} scores)")
+    plot_histograms(primary, results["trials"], output_dir / "score_histograms.png",
+                    title=f"{results['scoring']} scores per condition")
+    write_results(output_dir, results)  # last: results.json marks a complete run
+    results["output_dir"] = str(output_dir)
+    return results
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results = run(args)
+    except ToolError as error:
+        print(f"eisv-eval: error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(public_results(results), indent=2))
+    else:
+        for scoring, groups in results["metrics"].items():
+            print(f"\n{scoring} scores ({results['num_trials']} trials, {results['num_files']} files)")
+            print(markdown_table(groups))
+    print(f"eisv-eval: wrote results.json, results.md, scores.csv, det.png, score_histograms.png to "
+          f"{results['output_dir']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Writing evaluation results: `results.json`, `results.md`, `scores.csv` (all atomic).
+
+`scores.csv` columns: `corpus, enroll, test, label, condition, score` (the primary score) plus
+`cosine` and, with a cohort, `as_norm`.
+"""
+
+import csv
+import io
+import json
+
+from .atomic_files import write_text_atomic
+
+METRIC_COLUMNS = (("num_targets", "targets", "{}"), ("num_nontargets", "non-targets", "{}"), ("eer", "EER %", "{:.2f}"),
+                  ("min_dcf_0.01", "minDCF 0.01", "{:.4f}"), ("min_dcf_0.05", "minDCF 0.05", "{:.4f}"),
+                  ("eer_threshold", "threshold at EER", "{:.4f}"))
+
+
+def public_results(results: dict) -> dict:
+    """The JSON-serialisable part of `evaluate_trials` output (drops arrays)."""
+    return {key: value for key, value in results.items() if key not in ("trials", "scores")}
+
+
+def results_rows(groups: dict):
+    """-> [(row name, metrics)] in reading order: all, corpora, conditions."""
+    rows = [("all", groups["overall"])]
+    rows += [(f"corpus {name}", metrics) for name, metrics in groups["by_corpus"].items()]
+    rows += [(f"condition {name}", metrics) for name, metrics in groups["by_condition"].items()]
+    return rows
+
+
+def markdown_table(groups: dict) -> str:
+    lines = ["| group | " + " | ".join(title for _, title, _ in METRIC_COLUMNS) + " |",
+             "|---|" + "---:|" * len(METRIC_COLUMNS)]
+    for name, metrics in results_rows(groups):
+        cells = ["n/a" if metrics.get(key) is None else fmt.format(metrics[key]) for key, _, fmt in METRIC_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(results: dict, title="Speaker verification results") -> str:
+    parts = [f"# {title}", ""]
+    for key in ("model", "trials_file", "root"):
+        if results.get(key):
+            parts.append(f"- {key.replace('_', ' ')}: `{results[key]}`")
+    parts.append(f"- trials: {results['num_trials']} over {results['num_files']} files"
+                 + (f" (random subset, seed {results['seed']})" if results.get("max_trials") else ""))
+    if results.get("as_norm"):
+        norm = results["as_norm"]
+        parts.append(f"- AS-norm: cohort `{norm['cohort']}` ({norm['cohort_size']} embeddings), top {norm['top_n']}")
+    parts.append("- target conditions: that condition's targets against all non-targets of the same corpora")
+    for scoring, groups in results["metrics"].items():
+        parts += ["", f"## {scoring} scores", "", markdown_table(groups)]
+    return "\n".join(parts) + "\n"
+
+
+def write_results(output_dir, results: dict):
+    """Write results.json, results.md and (when scores are present) scores.csv into `output_dir`."""
+    write_text_atomic(output_dir / "results.json", json.dumps(public_results(results), indent=2) + "\n")
+    write_text_atomic(output_dir / "results.md", markdown_report(results))
+    if "scores" in results:
+        trials, scores = results["trials"], results["scores"]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        names = list(scores)
+        writer.writerow(["corpus", "enroll", "test", "label", "condition", "score", *names])
+        primary = scores[results["scoring"]]
+        for i in range(len(trials)):
+            writer.writerow([trials.corpus[i], trials.enroll[i], trials.test[i], int(trials.label[i]),
+                             trials.condition[i], f"{primary[i]:.6f}", *(f"{scores[n][i]:.6f}" for n in names)])
+        write_text_atomic(output_dir / "scores.csv", text.getvalue())

@@ -1,0 +1,92 @@
+"""`eisv-verify`: are two recordings the same speaker?
+
+Usage:
+    eisv-verify --model DIR_OR_ID A.wav B.wav [--threshold T] [--device auto] [--json]
+
+Prints the cosine score of the two (windowed, averaged) embeddings and the decision
+`score >= threshold`, the threshold being `--threshold` or else `config.verification_threshold`.
+With `--json`, one JSON object on stdout: `{"score": float, "threshold": float|null,
+"same_speaker": bool|null, "decision": "same"|"different"|"undecided", "model": str,
+"files": [A, B]}`; on error `{"error": message}` (the message also goes to stderr).
+
+Exit codes: 0 same speaker, 1 different speakers, 2 error (missing or unreadable file, bad
+model, bad command line), 3 undecided (no threshold given and none in the model config).
+"""
+
+import argparse
+import json
+import sys
+
+from modeling_eisv.scoring import cosine_scores
+
+from .errors import ToolError
+from .loading import load_model
+from .windowed_embedding import embed_paths, probe_audio
+
+EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_UNDECIDED = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors, which is our error code too; with --json we also print JSON."""
+
+    def error(self, message):
+        if getattr(self, "_json", False):
+            print(json.dumps({"error": message}))
+        super().error(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="eisv-verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model folder or Hub id")
+    parser.add_argument("audio", nargs=2, metavar="AUDIO", help="the two recordings to compare")
+    parser.add_argument("--threshold", type=float, help="accept when score >= this (default: the model's)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
+    parser.add_argument("--window-s", type=float, default=10.0, help="window length for long files, seconds")
+    parser.add_argument("--hop-s", type=float, default=5.0, help="window step for long files, seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def verify(model_name_or_path, audio_a, audio_b, threshold=None, device="auto", window_s=10.0, hop_s=5.0) -> dict:
+    """-> the dict `--json` prints. Raises `ToolError` for bad input."""
+    for path in (audio_a, audio_b):
+        probe_audio(path)  # before loading the model: a typo fails fast
+    model, feature_extractor = load_model(model_name_or_path, device)
+    embeddings = embed_paths(model, feature_extractor, [audio_a, audio_b], window_s=window_s, hop_s=hop_s)
+    score = float(cosine_scores(embeddings[0], embeddings[1])[0])
+    if threshold is None:
+        threshold = getattr(model.config, "verification_threshold", None)
+    same = None if threshold is None else bool(score >= threshold)
+    return {"score": score, "threshold": None if threshold is None else float(threshold), "same_speaker": same,
+            "decision": "undecided" if same is None else ("same" if same else "different"),
+            "model": str(model_name_or_path), "files": [str(audio_a), str(audio_b)]}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    parser._json = "--json" in (sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    try:
+        result = verify(args.model, args.audio[0], args.audio[1], args.threshold, args.device, args.window_s,
+                        args.hop_s)
+    except ToolError as error:
+        print(f"eisv-verify: error: {error}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(error)}))
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(result))
+    elif result["same_speaker"] is None:
+        print(f"score {result['score']:.4f}: no threshold set (the model config has no verification_threshold; "
+              f"pass --threshold)")
+    else:
+        relation = ">=" if result["same_speaker"] else "<"
+        verdict = "same speaker" if result["same_speaker"] else "different speakers"
+        print(f"score {result['score']:.4f} {relation} threshold {result['threshold']:.4f}: {verdict}")
+    if result["same_speaker"] is None:
+        return EXIT_UNDECIDED
+    return EXIT_SAME if result["same_speaker"] else EXIT_DIFFERENT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

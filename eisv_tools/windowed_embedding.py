@@ -1,0 +1,172 @@
+"""Embedding audio files of any length with bounded memory: fixed windows, averaged.
+
+A file no longer than `window_s` is embedded whole. A longer one is read from disk window by
+window (`window_s` long, one every `hop_s` seconds, the last one aligned with the end of the
+file, so every window is full length); the unit-norm window embeddings are averaged and the
+mean is normalised again, as GE2E averages its partials. Memory is bounded by `batch_size`
+windows, whatever the file length. Every returned embedding has unit L2 norm.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile
+import torch
+from tqdm.auto import tqdm
+
+from data_collators.audio import AudioError, load_audio, resample
+
+from .errors import ToolError
+
+
+@dataclass
+class AudioFileInfo:
+    """What the header of an audio file says (nothing is decoded)."""
+
+    path: Path
+    num_frames: int  # samples per channel at the file's own rate
+    sampling_rate: int  # Hz
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.sampling_rate
+
+
+def probe_audio(path) -> AudioFileInfo:
+    """Read the header of `path`; raises `ToolError` naming the file when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ToolError(f"{path}: no such audio file")
+    try:
+        info = soundfile.info(str(path))
+    except Exception as error:  # soundfile raises several types for corrupt or unknown formats
+        raise ToolError(f"{path}: cannot read audio ({error})") from None
+    if info.frames <= 0:
+        raise ToolError(f"{path}: audio file holds no samples")
+    return AudioFileInfo(path, int(info.frames), int(info.samplerate))
+
+
+def window_starts(num_samples: int, window: int, hop: int) -> list:
+    """Start samples of full-length windows covering `num_samples`; `[0]` when it fits in one."""
+    if num_samples <= window:
+        return [0]
+    starts = list(range(0, num_samples - window + 1, hop))
+    if starts[-1] != num_samples - window:
+        starts.append(num_samples - window)
+    return starts
+
+
+def read_windows(info: AudioFileInfo, window_s: float, hop_s: float, sampling_rate: int = 16000) -> Iterator[np.ndarray]:
+    """Yield the (samples,) float32 mono windows of a file at `sampling_rate`, reading one at a time."""
+    window = int(round(window_s * info.sampling_rate))
+    starts = window_starts(info.num_frames, window, int(round(hop_s * info.sampling_rate)))
+    if len(starts) == 1:
+        try:
+            yield load_audio(info.path, sampling_rate)
+        except AudioError as error:
+            raise ToolError(str(error)) from None
+        return
+    try:
+        with soundfile.SoundFile(str(info.path)) as handle:
+            for start in starts:
+                handle.seek(start)
+                chunk = handle.read(window, dtype="float32", always_2d=True).mean(axis=1)
+                if not np.isfinite(chunk).all():
+                    raise ToolError(f"{info.path}: audio contains NaN or Inf samples near {start / info.sampling_rate:.1f} s")
+                yield np.ascontiguousarray(resample(chunk, info.sampling_rate, sampling_rate), dtype=np.float32)
+    except ToolError:
+        raise
+    except Exception as error:
+        raise ToolError(f"{info.path}: cannot decode audio ({error})") from None
+
+
+def count_windows(info: AudioFileInfo, window_s: float, hop_s: float) -> int:
+    window = int(round(window_s * info.sampling_rate))
+    return len(window_starts(info.num_frames, window, int(round(hop_s * info.sampling_rate))))
+
+
+class WindowedEmbedder:
+    """Batched, windowed embedding of audio files with an `EISVModel`.
+
+    Args:
+        model: an `EISVModel` or `EISVForSpeakerVerification` (anything whose output has `.embeddings`).
+        feature_extractor: its `EISVFeatureExtractor`.
+        batch_size: windows per forward pass.
+        window_s, hop_s: window length and step for long files, in seconds.
+        device: where the model runs; defaults to the model's device.
+    """
+
+    def __init__(self, model, feature_extractor, batch_size=16, window_s=10.0, hop_s=5.0, device=None):
+        if window_s <= 0 or not 0 < hop_s <= window_s:
+            raise ToolError(f"need window_s > 0 and 0 < hop_s <= window_s; got window_s={window_s}, hop_s={hop_s}")
+        if batch_size < 1:
+            raise ToolError(f"batch_size must be positive; got {batch_size}")
+        self.model, self.feature_extractor = model, feature_extractor
+        self.batch_size, self.window_s, self.hop_s = int(batch_size), float(window_s), float(hop_s)
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.sampling_rate = int(feature_extractor.sampling_rate)
+
+    @torch.inference_mode()
+    def embed_waveforms(self, waveforms) -> np.ndarray:
+        """List of (samples,) float32 arrays at 16 kHz -> (batch, embedding_size) unit-norm float32."""
+        inputs = self.feature_extractor(list(waveforms), sampling_rate=self.sampling_rate, return_tensors="pt")
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        embeddings = self.model(**inputs).embeddings.float()
+        return torch.nn.functional.normalize(embeddings, dim=-1).cpu().numpy()
+
+    def embed_files(self, paths, progress=False, infos=None) -> Iterator[tuple]:
+        """Yield `(position, embedding (D,) float32 unit-norm, AudioFileInfo, num_windows)` per file.
+
+        Files are probed up front (a missing or unreadable one raises `ToolError` before any
+        computation), then embedded shortest first to limit padding; yields come in that order.
+        """
+        infos = list(infos) if infos is not None else [probe_audio(path) for path in paths]
+        counts = [count_windows(info, self.window_s, self.hop_s) for info in infos]
+        order = sorted(range(len(infos)), key=lambda i: min(infos[i].duration_s, self.window_s))
+        min_samples = getattr(self.feature_extractor, "min_samples", 1)
+        sums, left = {}, {}
+        batch = []  # (position, waveform)
+        bar = tqdm(total=round(sum(info.duration_s for info in infos)), unit="s", desc="embedding audio",
+                   disable=not progress, dynamic_ncols=True)
+
+        def flush():
+            finished = []
+            embeddings = self.embed_waveforms([waveform for _, waveform in batch])
+            for (position, waveform), embedding in zip(batch, embeddings):
+                sums[position] = sums.get(position, 0.0) + embedding
+                left[position] -= 1
+                if left[position] == 0:
+                    finished.append(position)
+            bar.update(min(sum(w.size for _, w in batch) / self.sampling_rate, bar.total - bar.n))
+            batch.clear()
+            for position in finished:
+                mean = sums.pop(position)
+                yield position, (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32), infos[position], counts[position]
+
+        try:
+            for position in order:
+                left[position] = counts[position]
+                for waveform in read_windows(infos[position], self.window_s, self.hop_s, self.sampling_rate):
+                    if waveform.size < min_samples:
+                        raise ToolError(f"{infos[position].path}: too short to embed ({waveform.size} samples; "
+                                        f"at least {min_samples} at {self.sampling_rate} Hz are needed)")
+                    batch.append((position, waveform))
+                    if len(batch) >= self.batch_size:
+                        yield from flush()
+            if batch:
+                yield from flush()
+        finally:
+            bar.close()
+
+
+def embed_paths(model, feature_extractor, paths, progress=False, **embedder_kwargs) -> np.ndarray:
+    """Convenience: list of audio paths -> (files, embedding_size) unit-norm float32, in input order."""
+    embedder = WindowedEmbedder(model, feature_extractor, **embedder_kwargs)
+    out = None
+    for position, embedding, _, _ in embedder.embed_files(paths, progress=progress):
+        if out is None:
+            out = np.zeros((len(paths), embedding.size), dtype=np.float32)
+        out[position] = embedding
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
