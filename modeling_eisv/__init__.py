@@ -21,3 +21,12 @@ EISVConfig.register_for_auto_class()
 EISVModel.register_for_auto_class("AutoModel")
 EISVForSpeakerVerification.register_for_auto_class("AutoModelForAudioXVector")
 EISVFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
+# The `speaker-verification` pipeline task: pipeline("speaker-verification", model=...)(a, b).
+from transformers.pipelines import PIPELINE_REGISTRY as _PIPELINE_REGISTRY
+
+from .pipeline_speaker_verification import SpeakerVerificationPipeline
+
+if "speaker-verification" not in _PIPELINE_REGISTRY.supported_tasks:
+    _PIPELINE_REGISTRY.register_pipeline("speaker-verification", pipeline_class=SpeakerVerificationPipeline,
+                                         pt_model=AutoModel, type="audio")

@@ -1,0 +1,91 @@
+"""The `speaker-verification` transformers pipeline: two recordings -> cosine score + decision.
+
+    >>> import modeling_eisv  # registers the task
+    >>> from transformers import pipeline
+    >>> verify = pipeline("speaker-verification", model="path/to/eisv-model")
+    >>> verify("a.wav", "b.wav")
+    {'score': 0.71, 'same_speaker': True, 'threshold': 0.42}
+
+Each input is a path, a (samples,) array at the model's rate (16 kHz), or a dict
+`{"array": ..., "sampling_rate": ...}` (resampled when needed, as `datasets` Audio gives).
+`same_speaker` is `score >= threshold`, the threshold being the call's `threshold=` or else
+`config.verification_threshold`; `None` when neither is set. Each input is embedded whole (no
+windowing; `eisv-embed` windows files of any length).
+"""
+
+import numpy as np
+import torch
+from transformers import Pipeline
+
+
+def _load_input(item, sampling_rate: int) -> np.ndarray:
+    """Path / array / {"array", "sampling_rate"} dict -> (samples,) float32 mono at `sampling_rate`."""
+    rate = sampling_rate
+    if isinstance(item, (str,)) or hasattr(item, "__fspath__"):
+        import soundfile  # lazily: the module itself needs only torch, numpy and transformers
+
+        try:
+            array, rate = soundfile.read(str(item), dtype="float32", always_2d=True)
+        except Exception as error:
+            raise ValueError(f"{item}: cannot read audio ({error})") from None
+        array = array.mean(axis=1)
+    elif isinstance(item, dict):
+        if "array" not in item or "sampling_rate" not in item:
+            raise ValueError(f"an audio dict needs 'array' and 'sampling_rate' keys; got {sorted(item)}")
+        array, rate = item["array"], int(item["sampling_rate"])
+    else:
+        array = item
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2:  # (channels, samples) or (samples, channels): average the short axis
+        array = array.mean(axis=int(np.argmin(array.shape)))
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"audio must be a non-empty 1-D waveform; got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("audio contains NaN or Inf samples")
+    if rate != sampling_rate:
+        import torchaudio
+
+        array = torchaudio.functional.resample(torch.from_numpy(array), rate, sampling_rate).numpy()
+    return array
+
+
+class SpeakerVerificationPipeline(Pipeline):
+    """`pipe(a, b, threshold=None)` -> `{"score": float, "same_speaker": bool | None, "threshold": float | None}`.
+
+    A list of `(a, b)` pairs gives a list of such dicts.
+    """
+
+    _load_feature_extractor = True
+    _load_tokenizer = False
+    _load_processor = False
+    _load_image_processor = False
+
+    def __call__(self, audio_a, audio_b=None, **kwargs):
+        if audio_b is not None:
+            return super().__call__((audio_a, audio_b), **kwargs)
+        if isinstance(audio_a, list):
+            return super().__call__([tuple(pair) for pair in audio_a], **kwargs)
+        if isinstance(audio_a, tuple) and len(audio_a) == 2:
+            return super().__call__(audio_a, **kwargs)
+        raise ValueError("speaker-verification needs two recordings: pipe(a, b) or pipe([(a, b), ...])")
+
+    def _sanitize_parameters(self, threshold=None, **kwargs):
+        return {}, {}, {"threshold": threshold}
+
+    def preprocess(self, pair):
+        rate = self.feature_extractor.sampling_rate
+        waveforms = [_load_input(item, rate) for item in pair]
+        return self.feature_extractor(waveforms, sampling_rate=rate, return_tensors="pt")
+
+    def _forward(self, model_inputs):
+        return {"embeddings": self.model(**model_inputs).embeddings}
+
+    def postprocess(self, model_outputs, threshold=None):
+        embeddings = torch.nn.functional.normalize(model_outputs["embeddings"].float(), dim=-1)
+        score = float((embeddings[0] * embeddings[1]).sum())
+        if threshold is None:
+            threshold = getattr(self.model.config, "verification_threshold", None)
+        same = None if threshold is None else bool(score >= float(threshold))
+        return {"score": score, "same_speaker": same, "threshold": None if threshold is None else float(threshold)}
