@@ -1,0 +1,116 @@
+import logging
+
+import numpy as np
+import pytest
+import soundfile
+
+from data_collators import AudioStore, BadRowError, LazyAudioStore, index_dataset, load_source
+
+
+def test_ids_follow_sorted_names_and_durations_are_measured(synthetic_corpus):
+    ds, report = index_dataset(load_source(synthetic_corpus))
+    assert report.speakers == ["spk0", "spk1", "spk2", "spk3"] and report.emotions == ["angry", "neutral", "sad"]
+    assert ds.features["speaker_id"].names == report.speakers
+    for row in ds:
+        assert row["speaker_id"] == report.speakers.index(row["speaker"])
+        assert row["emotion_id"] == report.emotions.index(row["emotion"])
+        assert row["is_neutral"] == (row["emotion"] == "neutral")
+        assert row["num_samples"] == soundfile.info(row["path"]).frames
+        assert row["duration_s"] == pytest.approx(row["num_samples"] / 16000)
+    assert ds["row_index"] == list(range(len(ds)))
+    again, _ = index_dataset(load_source(synthetic_corpus))
+    assert again.to_dict() == ds.to_dict()  # deterministic
+
+
+def test_neutral_labels_are_configurable(synthetic_corpus):
+    ds, _ = index_dataset(load_source(synthetic_corpus), neutral_emotions=("Sad", "calm"))
+    assert {e for e, n in zip(ds["emotion"], ds["is_neutral"]) if n} == {"sad"}
+
+
+def test_stereo_48k_is_measured_at_16k_mono(tmp_path):
+    t = np.arange(48000) / 48000
+    stereo = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 500 * t)], axis=1) * 0.3
+    soundfile.write(tmp_path / "a.flac", stereo, 48000)
+    (tmp_path / "metadata.csv").write_text("file_name,speaker,emotion\na.flac,s,happy\n")
+    ds, _ = index_dataset(load_source(tmp_path))
+    assert ds[0]["num_samples"] == 16000 and ds[0]["source_sampling_rate"] == 48000
+    assert ds[0]["source_channels"] == 2
+
+
+def _corpus_with_bad_rows(root):
+    """Two good clips and six bad rows of every kind; returns the bad file names."""
+    rate = 16000
+    good = (0.1 * np.sin(np.arange(rate) / 5)).astype(np.float32)
+    soundfile.write(root / "good0.wav", good, rate)
+    soundfile.write(root / "good1.wav", good, rate)
+    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    (root / "empty.wav").write_bytes(b"")
+    soundfile.write(root / "noframes.wav", np.zeros(0, np.float32), rate)
+    nan = good.copy()
+    nan[100] = np.nan
+    soundfile.write(root / "nan.wav", nan, rate, subtype="FLOAT")
+    (root / "metadata.csv").write_text(
+        "file_name,speaker,emotion\n"
+        "good0.wav,s1,neutral\ncorrupt.wav,s1,angry\nempty.wav,s1,angry\nnoframes.wav,s1,sad\n"
+        "nan.wav,s2,sad\ngood1.wav,,sad\ngood1.wav,s2,\ngood1.wav,s2,sad\n")
+
+
+def test_bad_rows_raise_an_error_naming_each_row_and_file(tmp_path):
+    _corpus_with_bad_rows(tmp_path)
+    with pytest.raises(BadRowError) as caught:
+        index_dataset(load_source(tmp_path))
+    message = str(caught.value)
+    assert "6 of 8 rows" in message and "skip_bad_rows=True" in message
+    for row, what in [(1, "corrupt.wav"), (2, "empty.wav"), (3, "noframes.wav"), (4, "nan.wav")]:
+        assert f"row {row} ({tmp_path / what})" in message
+    assert "cannot decode" in message and "NaN" in message and "no samples" in message
+    assert "row 5" in message and "missing speaker" in message
+    assert "row 6" in message and "missing emotion" in message
+
+
+def test_skip_bad_rows_drops_counts_and_logs_without_touching_sources(tmp_path, caplog):
+    _corpus_with_bad_rows(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    log = tmp_path / "logs" / "bad_rows.csv"
+    with caplog.at_level(logging.WARNING):
+        ds, report = index_dataset(load_source(tmp_path), skip_bad_rows=True, bad_rows_log=log)
+    assert len(ds) == 2 and report.num_bad_rows == 6 and report.num_source_rows == 8
+    assert [r for r, _, _ in report.bad_rows] == [1, 2, 3, 4, 5, 6]
+    assert "dropped 6 of 8" in caplog.text and "corrupt.wav" in caplog.text
+    lines = log.read_text().splitlines()
+    assert lines[0] == "row,path,reason" and len(lines) == 7 and "nan.wav" in log.read_text()
+    assert ds["speaker"] == ["s1", "s2"] and ds["row_index"] == [0, 1]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "logs"} == before
+
+
+def test_digital_silence_and_too_short_are_bad(tmp_path):
+    soundfile.write(tmp_path / "zero.wav", np.zeros(16000, np.float32), 16000)
+    soundfile.write(tmp_path / "short.wav", np.full(800, 0.1, np.float32), 16000)
+    (tmp_path / "metadata.csv").write_text("file_name,speaker,emotion\nzero.wav,a,sad\nshort.wav,a,sad\n")
+    with pytest.raises(BadRowError, match=r"(?s)row 0.*digital silence.*row 1.*too short \(800 samples < 1600"):
+        index_dataset(load_source(tmp_path))
+
+
+def test_audio_store_holds_int16_and_returns_the_clips(synthetic_corpus):
+    ds, _ = index_dataset(load_source(synthetic_corpus))
+    store = AudioStore(ds)
+    assert store.samples.dtype == np.int16 and store.nbytes == 2 * sum(ds["num_samples"]) + 8 * (len(ds) + 1)
+    for row in (0, 7, len(ds) - 1):
+        original, _ = soundfile.read(ds[row]["path"], dtype="float32")
+        np.testing.assert_allclose(store.waveform(row), original, atol=1.0 / 32767)
+        assert store.rms[row] == pytest.approx(np.sqrt(np.mean(original.astype(np.float64) ** 2)), rel=1e-3)
+    crop = store.crop(0, 8000, np.random.default_rng(0))
+    assert crop.shape == (8000,) and crop.dtype == np.float32
+    lazy = LazyAudioStore(ds)
+    np.testing.assert_allclose(lazy.waveform(3), store.waveform(3), atol=1.0 / 32767)
+    with pytest.raises(MemoryError, match="LazyAudioStore"):
+        AudioStore(ds, max_bytes=1000)
+
+
+def test_real_subset_indexes(shared_data):
+    ds = load_source(shared_data / "emodb")
+    ds = ds.select(range(40))
+    ds, report = index_dataset(ds)
+    assert report.num_bad_rows == 0 and len(ds) == 40
+    assert set(report.emotions) <= {"angry", "happy", "neutral", "sad"}
+    assert all(1.0 < d < 10.0 for d in ds["duration_s"]) and set(ds["source_sampling_rate"]) == {16000}
