@@ -18,6 +18,7 @@ from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError  # n
 from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVModel  # noqa: E402
 
 REPO_ID = "local-user/eisv-tiny"
+PROJECT_PACKAGES = {"modeling_eisv", "data_collators", "model_cards", "eisv_tools", "eisv_training", "metrics"}
 
 
 def _tiny_model_dir(path: Path) -> tuple[Path, torch.Tensor, torch.Tensor]:
@@ -107,13 +108,22 @@ def test_from_pretrained_with_remote_code_in_a_fresh_process(tmp_path):
         api.create_repo(REPO_ID)
         api.upload_folder(folder_path=folder, repo_id=REPO_ID)
         script = textwrap.dedent(f"""
-            import json, sys, torch
-            from transformers import AutoFeatureExtractor, AutoModel
+            import importlib.abc, json, sys
+
+            class HideProject(importlib.abc.MetaPathFinder):  # the package may be pip-installed (editable)
+                def find_spec(self, name, path=None, target=None):
+                    if name.split(".")[0] in {PROJECT_PACKAGES!r}:
+                        raise ImportError(f"{{name}} is hidden: a user loads the model without the package")
+
+            sys.meta_path.insert(0, HideProject())
             try:
                 import modeling_eisv
-                raise SystemExit("modeling_eisv must not be importable here")
             except ImportError:
                 pass
+            else:
+                raise SystemExit("modeling_eisv is still importable")
+            import torch
+            from transformers import AutoFeatureExtractor, AutoModel
             model = AutoModel.from_pretrained({REPO_ID!r}, trust_remote_code=True).eval()
             extractor = AutoFeatureExtractor.from_pretrained({REPO_ID!r}, trust_remote_code=True)
             waveform = torch.load("waveform.pt")
