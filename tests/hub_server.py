@@ -31,8 +31,8 @@ pushed with `LocalHub.repo_dir`. Every request is logged in `LocalHub.requests`;
 server does not know goes to `LocalHub.unhandled` and gets a plain 404.
 
 Failure injection: ``hub.fail_commits = True`` answers every commit with ``hub.fail_status``
-(default 403, which `huggingface_hub` raises at once; 500 is also allowed but the pipelined
-upload retries it with back-off for about 25 s).
+(default 422, which `huggingface_hub` raises at once without a misleading token hint; 500 also
+works, but the pipelined upload retries it with back-off for about 25 s).
 
 Usage::
 
@@ -46,8 +46,10 @@ Usage::
         subprocess.run([...], env=env, check=True)
 
 or the pytest fixture `hub_server` (import it into a test module: ``from hub_server import
-hub_server``). The server listens on 127.0.0.1 only, on a free port, and stops when the context
-exits.
+hub_server``). Code under test that builds a plain ``HfApi()`` in this process (a training
+script's push) reaches the hub after ``hub_server.patch(monkeypatch)``; a training script run as
+a subprocess gets ``env=hub_server.env()``. The server listens on 127.0.0.1 only, on a free port,
+and stops when the context exits.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class LocalHub:
         self.username = username
         self.token = token
         self.fail_commits = False
-        self.fail_status = 403
+        self.fail_status = 422
         self.requests: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
         self._repos: dict[tuple[str, str], _Repo] = {}
@@ -192,6 +194,24 @@ class LocalHub:
             Path(hf_home).mkdir(parents=True, exist_ok=True)
             env["HF_HOME"] = str(hf_home)
         return env
+
+    def patch(self, monkeypatch) -> None:
+        """Point `huggingface_hub` in THIS process at the hub, undone by pytest's `monkeypatch`.
+
+        Sets `huggingface_hub.constants.ENDPOINT` (read when an `HfApi()` is built or a URL is made),
+        turns its offline flag off, and sets HF_ENDPOINT / HF_TOKEN in os.environ. Objects built
+        before the call keep their endpoint (e.g. transformers' shared `hf_api()`), so prefer a
+        subprocess with `env()` for `from_pretrained`.
+        """
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "ENDPOINT", self.endpoint)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", self.endpoint)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+        if self.token is not None:
+            monkeypatch.setenv("HF_TOKEN", self.token)
 
     # ------------------------------------------------------------------ inspection
 

@@ -88,6 +88,17 @@ def test_writes_need_the_token(hub_server):
     assert not hub_server.repo_exists(REPO_ID)
 
 
+def test_patch_points_a_plain_hfapi_at_the_hub(hub_server, monkeypatch, tmp_path):
+    """What a training script's push does in-process: HfApi() with no endpoint and no token."""
+    hub_server.patch(monkeypatch)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    api = HfApi()
+    api.create_repo(REPO_ID, exist_ok=True)
+    api.upload_folder(repo_id=REPO_ID, folder_path=str(tmp_path / "model"))
+    assert hub_server.files(REPO_ID)["config.json"] == b"{}"
+
+
 def test_failed_commit_raises_and_stores_nothing(hub_server, tmp_path):
     folder, _, _ = _tiny_model_dir(tmp_path / "model")
     api = HfApi(endpoint=hub_server.endpoint, token=hub_server.token)
