@@ -24,8 +24,9 @@ optional
         metadata). ``base_model_note`` (str): free text about the start, e.g. the resemblyzer
         GE2E weights, which are not on the Hub.
     ``license`` (str): Hub licence id of the weights. Default: ``apache-2.0`` when every training
-        corpus is unrestricted, otherwise the licence of the restricted corpora if they share one
-        recognised id (e.g. ``cc-by-nc-sa-4.0``), else ``other``.
+        corpus has a recognised permissive licence (CC0, CC BY, Apache-2.0, MIT), otherwise the
+        licence of the other corpora if they share one recognised id (e.g. ``cc-by-nc-sa-4.0``),
+        else ``other`` (e.g. research-only or unknown licences).
     ``language`` (list of str), ``tags`` (list of str, added to the default tags),
         ``pipeline_tag`` (str; none by default: an embedding model fits no Hub pipeline).
     ``description`` (str): a paragraph placed under the title.
@@ -132,6 +133,7 @@ _HUB_LICENSES = {  # normalised free text -> Hub licence id
     "ccbyncsa40": "cc-by-nc-sa-4.0", "ccbync40": "cc-by-nc-4.0", "ccbyncnd40": "cc-by-nc-nd-4.0",
     "ccbysa40": "cc-by-sa-4.0", "ccby40": "cc-by-4.0", "cc010": "cc0-1.0", "apache20": "apache-2.0", "mit": "mit",
 }
+_PERMISSIVE = {"cc0-1.0", "cc-by-4.0", "apache-2.0", "mit"}  # data under these leaves the weights' licence free
 _OPTIONAL_TYPES = {
     "repo_id": str, "num_parameters": numbers.Integral, "base_model": str, "base_model_note": str, "license": str,
     "language": list, "tags": list, "pipeline_tag": str, "description": str, "recipe": dict, "commands": list,
@@ -267,11 +269,11 @@ def weights_license(info: dict) -> str:
     """The Hub licence id of the weights (see the module docstring for the default)."""
     if info.get("license"):
         return info["license"]
-    restricted = [d["license"] for d in info["datasets"] if _restriction(d["license"])]
-    if not restricted:
+    ids = [_hub_license(d["license"]) for d in info["datasets"]]
+    if all(i in _PERMISSIVE for i in ids):
         return "apache-2.0"
-    ids = {_hub_license(text) for text in restricted}
-    return ids.pop() if len(ids) == 1 and None not in ids else "other"
+    others = {i for i in ids if i not in _PERMISSIVE}
+    return others.pop() if len(others) == 1 and None not in others else "other"
 
 
 def _slug(text: str) -> str:
@@ -287,6 +289,8 @@ def _fmt(value, fmt: str = "{}") -> str:
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "not set"
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) if value else "none"
     if isinstance(value, bool):
@@ -424,6 +428,11 @@ def _data_section(info: dict) -> str:
                       f"({listed}). Treat the weights as bound by the same terms: no commercial use "
                       f"without checking those licences. The card's `license` field is "
                       f"`{weights_license(info)}` for that reason."]
+    unknown = [d["name"] for d in info["datasets"]
+               if not _restriction(d["license"]) and _hub_license(d["license"]) not in _PERMISSIVE]
+    if unknown:
+        lines += ["", f"> **Licence note.** The licence of {', '.join(unknown)} is not one this card recognises "
+                      f"as permissive; check it before using or sharing the weights."]
     return "\n".join(lines)
 
 

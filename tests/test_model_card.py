@@ -118,6 +118,14 @@ def test_base_model_and_nc_licence():
     assert _front_matter(text)["license"] == "apache-2.0" and "Licence warning" in text
 
 
+def test_unknown_licence_is_not_called_permissive():
+    info = _minimal_info()
+    info["datasets"].append({"name": "my-corpus", "license": "unknown (user data)"})
+    text = render_model_card(info)
+    assert _front_matter(text)["license"] == "other"
+    assert "Licence note" in text and "my-corpus" in text
+
+
 @pytest.mark.parametrize("mutate, named", [
     (lambda i: i.pop("model_name"), "['model_name']"),
     (lambda i: i.pop("datasets"), "['datasets']"),
