@@ -95,14 +95,15 @@ def run(args) -> dict:
     infos = [probe_audio(path) for _, path in todo]  # fails on a missing/unreadable file before any work
     model, feature_extractor = load_model(args.model, args.device)
     embedder = WindowedEmbedder(model, feature_extractor, args.batch_size, args.window_s, args.hop_s)
-    new_vectors, new_rows = [], []
+    new = []  # (input position, vector, index row); files finish shortest first, rows are kept in input order
 
     def save():
-        if not new_vectors:
+        if not new:
             return
-        stacked = np.stack(new_vectors)
+        new.sort(key=lambda item: item[0])
+        stacked = np.stack([vector for _, vector, _ in new])
         merged = stacked if len(rows) == 0 else np.concatenate([embeddings, stacked])
-        save_embeddings(output, merged, rows + new_rows, settings)
+        save_embeddings(output, merged, rows + [row for _, _, row in new], settings)
 
     try:
         for position, vector, info, num_windows in embedder.embed_files(
@@ -110,13 +111,13 @@ def run(args) -> dict:
             if len(rows) and vector.size != embeddings.shape[1]:
                 raise ToolError(f"{output}: holds {embeddings.shape[1]}-d embeddings, this model gives {vector.size}-d; "
                                 f"pass --overwrite or choose another output")
-            new_vectors.append(vector)
-            new_rows.append({"path": todo[position][0], "duration_s": info.duration_s, "num_windows": num_windows})
-            if len(new_vectors) % max(1, args.save_every) == 0:
+            new.append((position, vector,
+                        {"path": todo[position][0], "duration_s": info.duration_s, "num_windows": num_windows}))
+            if len(new) % max(1, args.save_every) == 0:
                 save()
     finally:
         save()  # what is complete is kept, so a rerun resumes after an error or Ctrl-C
-    return {"total": len(entries), "skipped": len(entries) - len(todo), "embedded": len(new_vectors)}
+    return {"total": len(entries), "skipped": len(entries) - len(todo), "embedded": len(new)}
 
 
 def main(argv=None) -> int:
