@@ -7,13 +7,30 @@ a numpy array is one object, so reading from it never touches (and never copies)
 `max_bytes` (default 2 GiB, about 18 h) bounds it; beyond that, use `LazyAudioStore`, which decodes
 the file on every access instead (slow, no memory).
 
-Both also hold the per-row labels (`speaker_ids`, `emotion_ids`, `is_neutral`) and per-row RMS
-that CopyPaste and the collator need.
+Both also hold the per-row labels (`speaker_ids`, `emotion_ids`, `is_neutral`), and per row the
+span of active speech (`active`: first and last sample of 25 ms frames within 40 dB of the loudest)
+and the RMS over that span. Crops are drawn inside the active span where it is long enough: acted
+corpora such as RAVDESS open with up to a second of silence, which would otherwise fill whole crops
+and whole CopyPaste segments.
 """
 
 import numpy as np
 
 from .audio import load_audio
+
+ACTIVE_FLOOR_DB = 40.0  # frames quieter than the loudest by more than this are silence
+
+
+def active_span(waveform: np.ndarray, frame: int = 400, hop: int = 160):
+    """(samples,) -> (start, stop) samples of the span from the first to the last active frame, and the
+    RMS over that span."""
+    if waveform.size < frame:
+        return 0, waveform.size, float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+    frames = np.lib.stride_tricks.sliding_window_view(waveform, frame)[::hop]
+    energy = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    active = np.flatnonzero(energy >= energy.max() * 10 ** (-ACTIVE_FLOOR_DB / 20))
+    start, stop = int(active[0] * hop), int(min(waveform.size, active[-1] * hop + frame))
+    return start, stop, float(np.sqrt(np.mean(np.square(waveform[start:stop], dtype=np.float64))))
 
 
 class _StoreBase:
@@ -46,11 +63,16 @@ class _StoreBase:
         return self._by_speaker[int(speaker_id)]
 
     def crop(self, row: int, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-        """A random window of `num_samples` samples of clip `row` (the whole clip when shorter), float32."""
+        """A random window of `num_samples` samples of clip `row`, float32: inside the active span when
+        that is long enough, else covering it; the whole clip when the clip is shorter."""
         length = int(self.lengths[row])
         if num_samples is None or length <= num_samples:
             return self.waveform(row)
-        start = int(rng.integers(0, length - num_samples + 1))
+        low, high = (int(x) for x in self.active[row])
+        if high - low >= num_samples:
+            start = int(rng.integers(low, high - num_samples + 1))
+        else:  # placed at random among the windows that hold the whole active span
+            start = int(rng.integers(max(0, high - num_samples), min(low, length - num_samples) + 1))
         return self.waveform(row, start, start + num_samples)
 
 
@@ -73,13 +95,15 @@ class AudioStore(_StoreBase):
         self.offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
         np.cumsum(self.lengths, out=self.offsets[1:])
         self.samples = np.empty(total, dtype=np.int16)
-        self.rms = np.empty(len(self.lengths), dtype=np.float32)  # (rows,) RMS of each clip, full scale 1.0
+        self.rms = np.empty(len(self.lengths), dtype=np.float32)  # (rows,) RMS of the active span, full scale 1.0
+        self.active = np.empty((len(self.lengths), 2), dtype=np.int64)  # (rows, 2) start, stop samples
         for row, path in enumerate(self.paths):
             waveform = load_audio(path, sampling_rate)
             if waveform.size != self.lengths[row]:
                 raise ValueError(f"{path}: {waveform.size} samples now, {self.lengths[row]} when indexed; "
                                  f"the file changed since indexing, index the dataset again")
-            self.rms[row] = np.sqrt(np.mean(np.square(waveform, dtype=np.float64)))
+            start, stop, self.rms[row] = active_span(waveform)
+            self.active[row] = start, stop
             self.samples[self.offsets[row]:self.offsets[row + 1]] = np.round(np.clip(waveform, -1.0, 1.0) * 32767.0)
 
     @property
@@ -99,7 +123,8 @@ class LazyAudioStore(_StoreBase):
 
     def __init__(self, dataset, sampling_rate: int = 16000):
         super().__init__(dataset, sampling_rate)
-        self.rms = _LazyRMS(self)
+        self.rms = _LazySpan(self, 2)
+        self.active = _LazySpan(self, slice(0, 2))
 
     nbytes = 0
 
@@ -107,12 +132,11 @@ class LazyAudioStore(_StoreBase):
         return load_audio(self.paths[row], self.sampling_rate)[start:stop]
 
 
-class _LazyRMS:
-    """`store.rms[row]` computed on demand for `LazyAudioStore`."""
+class _LazySpan:
+    """`store.active[row]` / `store.rms[row]` computed on demand (decoding the clip) for `LazyAudioStore`."""
 
-    def __init__(self, store):
-        self._store = store
+    def __init__(self, store, part):
+        self._store, self._part = store, part
 
     def __getitem__(self, row):
-        waveform = self._store.waveform(int(row))
-        return np.float32(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+        return active_span(self._store.waveform(int(row)))[self._part]

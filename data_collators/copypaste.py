@@ -21,7 +21,7 @@ Defaults, which the paper (abstract only) does not give: the four patterns equal
 (`DEFAULT_PATTERN_PROBS`), as we have no evidence yet to favour one; at least 25% of the crop from
 each segment (`min_segment_share`), so the join is never just a few frames at an edge; the share of
 the first segment uniform in [25%, 75%]. Loudness: both segments are scaled to the geometric mean of
-their clips' RMS, so neither dominates and the overall level stays that of the speaker.
+their clips' RMS (over active speech, see `audio_store`), so neither dominates and the overall level stays that of the speaker.
 
 Fallbacks (counted in `CopyPaste.counts`): a pattern that the speaker cannot fill (e.g. no neutral
 utterance) is redrawn among the feasible ones (`pattern_redrawn`); a speaker with one emotion only
@@ -50,7 +50,8 @@ class ParallelPair:
 
 
 def loudness_match(first: np.ndarray, second: np.ndarray, first_rms: float, second_rms: float):
-    """Scale two segments to the geometric mean of their RMS levels (clip RMS, full scale 1.0)."""
+    """Scale two segments to the geometric mean of their RMS levels (RMS of each clip's active span,
+    full scale 1.0: a level of the whole utterance, steadier than that of a short window)."""
     first_rms, second_rms = max(float(first_rms), 1e-5), max(float(second_rms), 1e-5)
     target = np.sqrt(first_rms * second_rms)
     return first * np.float32(target / first_rms), second * np.float32(target / second_rms)
