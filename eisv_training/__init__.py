@@ -1,0 +1,1 @@
+"""Pieces of the training script `train_eisv.py`: arguments, schedules, checkpoints, distributed evaluation."""

@@ -1,0 +1,126 @@
+"""The end of a run: the model folder (weights, feature extractor, remote code, card, results) and the push."""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from model_cards.generate import KNOWN_CORPORA, results_from_evaluation, write_model_card
+
+
+def _replace_folder(staging: Path, final: Path):
+    """Move a finished `staging` folder to `final`, keeping the old `final` until the new one is there."""
+    previous = final.with_name(f".{final.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if final.exists():
+        os.replace(final, previous)
+    os.replace(staging, final)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def export_model(network, feature_extractor, folder, results=None):
+    """`save_pretrained` model + feature extractor into `folder` atomically. With dev `results`, the
+    decision threshold at the EER point is stored as `config.verification_threshold`."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if results is not None:
+        network.config.verification_threshold = float(results["overall"]["eer_threshold"])
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        network.save_pretrained(staging, safe_serialization=True)
+        feature_extractor.save_pretrained(staging)
+        if results is not None:
+            (staging / "dev_results.json").write_text(json.dumps(results, indent=2))
+        _replace_folder(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _datasets_info(report_rows, held_out):
+    """Training corpora with licence and citation where known, and their sizes."""
+    entries = []
+    for corpus, stats in sorted(report_rows.items()):
+        entry = dict(KNOWN_CORPORA.get(corpus, {"name": corpus, "license": "unknown (user data)"}))
+        entry.update(name=entry.get("name", corpus), speakers=stats["speakers"], files=stats["files"],
+                     hours=round(stats["seconds"] / 3600, 3), split="train")
+        entries.append(entry)
+    return entries
+
+
+def finalize_model_folder(best_folder, final, progress, stats, argument_groups, num_speakers, num_parameters, indexed,
+                          held_out, argv):
+    """Copy the best checkpoint's model folder to `final` with a model card and `training_results.json`."""
+    data, model_args, recipe, args = argument_groups
+    best_folder, final = Path(best_folder), Path(final)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        shutil.copytree(best_folder, staging, dirs_exist_ok=True)
+        config = json.loads((staging / "config.json").read_text())
+        history = [h for h in progress["history"] if h["results"]]
+        summary = {"progress": {k: v for k, v in progress.items() if k != "history"}, "history": progress["history"],
+                   "stats": stats, "held_out_speakers": held_out, "num_speakers": num_speakers}
+        (staging / "training_results.json").write_text(json.dumps(summary, indent=2))
+        corpora = {}
+        for corpus, speaker, seconds in zip(indexed["corpus"], indexed["speaker"], indexed["duration_s"]):
+            entry = corpora.setdefault(corpus, {"files": 0, "seconds": 0.0, "speaker_set": set()})
+            entry["files"] += 1
+            entry["seconds"] += seconds
+            entry["speaker_set"].add(speaker)
+        for entry in corpora.values():
+            entry["speakers"] = len(entry.pop("speaker_set"))
+        results = []
+        best = next((h for h in history if h["epoch"] == progress.get("best_epoch")), None)
+        if best is not None:
+            evaluation = {"metrics": {"cosine": best["results"]}, "num_trials": best["results"]["num_trials"],
+                          "scoring": "cosine"}
+            results.append(results_from_evaluation(evaluation, f"{Path(data.trials).name} (held-out speakers)"))
+        info = {
+            "model_name": args.hub_model_id or final.parent.name,
+            "config": config,
+            "num_parameters": num_parameters,
+            "datasets": _datasets_info(corpora, held_out),
+            "recipe": {"copypaste": recipe.copypaste, "copypaste_prob": recipe.copypaste_prob,
+                       "erl_weight": model_args.erl_weight, "em": recipe.em_select != "none",
+                       "em_selection": recipe.em_select, "em_ratio": recipe.em_ratio, "em_apply_to": recipe.em_members,
+                       "aam_margin": model_args.aam_margin, "aam_scale": model_args.aam_scale,
+                       "learning_rate": args.learning_rate, "optimizer": args.optimizer,
+                       "lr_scheduler": f"warm-up {args.warmup_ratio:.0%}, {args.lr_decay}",
+                       "batch_size": args.speakers_per_batch * args.utterances_per_speaker,
+                       "num_epochs": progress["epoch"], "crop_seconds": recipe.crop_seconds, "seed": args.seed},
+            "results": results,
+            "commands": ["python train_eisv.py " + " ".join(sys.argv[1:] if argv is None else argv)],
+        }
+        if model_args.init_from:
+            key = "base_model_note" if model_args.init_from == "resemblyzer" or Path(model_args.init_from).exists() else "base_model"
+            info[key] = ("GE2E encoder of the resemblyzer package (Apache-2.0)" if model_args.init_from == "resemblyzer"
+                         else model_args.init_from)
+        info = {k: v for k, v in info.items() if v not in (None, [])}
+        write_model_card(staging, info)
+        _replace_folder(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def push_folder(folder, repo_id, private=False) -> int:
+    """Upload `folder` to the Hub repo `repo_id` (created if needed). -> 0, or 3 with a message saying
+    what failed; the local folder is never touched."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+    except Exception as error:
+        print(f"push_to_hub: could not create the repo {repo_id!r}: {error}. The model is intact in {folder}.",
+              file=sys.stderr)
+        return 3
+    try:
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload eisv model")
+    except Exception as error:
+        print(f"push_to_hub: uploading {folder} to {repo_id!r} failed: {error}. The model is intact in {folder}; "
+              f"retry with `huggingface-cli upload {repo_id} {folder}`.", file=sys.stderr)
+        return 3
+    print(f"Pushed {folder} to {repo_id}")
+    return 0
