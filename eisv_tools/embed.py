@@ -3,7 +3,7 @@
 Usage:
     eisv-embed --model DIR_OR_ID --input DIR_OR_CSV --output FILE.safetensors|FILE.npy
                [--root DIR] [--device auto|cpu|cuda] [--batch-size 16] [--window-s 10] [--hop-s 5]
-               [--save-every 500] [--overwrite] [--no-progress]
+               [--max-batch-s 80] [--save-every 500] [--overwrite] [--no-progress]
 
 `--input` is a folder (every audio file below it; keys relative to it) or a CSV with a `path`
 or `file_name` column (relative to `--root`, default the CSV's folder). Output format: see
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", help="folder the CSV paths are relative to (default: the CSV's folder)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--max-batch-s", type=float, default=80.0, help="at most this much audio per forward pass, seconds")
     parser.add_argument("--window-s", type=float, default=10.0, help="window length for long files, seconds")
     parser.add_argument("--hop-s", type=float, default=5.0, help="window step for long files, seconds")
     parser.add_argument("--save-every", type=int, default=500, help="rewrite the output every N new files")
@@ -94,7 +95,8 @@ def run(args) -> dict:
         return {"total": len(entries), "skipped": len(entries), "embedded": 0}
     infos = [probe_audio(path) for _, path in todo]  # fails on a missing/unreadable file before any work
     model, feature_extractor = load_model(args.model, args.device)
-    embedder = WindowedEmbedder(model, feature_extractor, args.batch_size, args.window_s, args.hop_s)
+    embedder = WindowedEmbedder(model, feature_extractor, args.batch_size, args.window_s, args.hop_s,
+                                max_batch_s=args.max_batch_s)
     new = []  # (input position, vector, index row); files finish shortest first, rows are kept in input order
 
     def save():

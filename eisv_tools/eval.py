@@ -2,7 +2,7 @@
 
 Usage:
     eisv-eval --model DIR_OR_ID --trials CSV --root DIR [--output-dir OUT] [--cohort FILE]
-              [--cohort-top-n 300] [--max-trials N] [--seed 0] [--device auto] [--batch-size 16]
+              [--cohort-top-n 300] [--max-trials N] [--seed 0] [--device auto] [--batch-size 16] [--max-batch-s 80]
               [--window-s 10] [--hop-s 5] [--json] [--no-progress]
 
 Writes into OUT (default `eval_<model folder name>`): `results.json` (see
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-trials subset")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--max-batch-s", type=float, default=80.0, help="at most this much audio per forward pass, seconds")
     parser.add_argument("--window-s", type=float, default=10.0, help="window length for long files, seconds")
     parser.add_argument("--hop-s", type=float, default=5.0, help="window step for long files, seconds")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of a table")
@@ -52,7 +53,7 @@ def run(args) -> dict:
     model, feature_extractor = load_model(args.model, args.device)
     results = evaluate_trials(model, feature_extractor, args.trials, args.root, batch_size=args.batch_size,
                               cohort=args.cohort, cohort_top_n=args.cohort_top_n, max_trials=args.max_trials,
-                              seed=args.seed, window_s=args.window_s, hop_s=args.hop_s,
+                              seed=args.seed, window_s=args.window_s, hop_s=args.hop_s, max_batch_s=args.max_batch_s,
                               progress=not args.no_progress, return_scores=True)
     results = {"model": str(args.model), "trials_file": str(args.trials), "root": str(args.root), **results}
     output_dir = Path(args.output_dir or f"eval_{Path(str(args.model).rstrip('/')).name}")

@@ -81,7 +81,7 @@ def metrics_by_group(scores, trials) -> dict:
 
 
 def embed_trial_files(model, feature_extractor, trials, root, batch_size=16, window_s=10.0, hop_s=5.0, device=None,
-                      progress=False):
+                      progress=False, max_batch_s=80.0):
     """Embed every distinct enroll/test file once -> {relative path: (D,) unit-norm float32}.
 
     All files are checked before any computation; a missing one is reported with a CSV line that uses it.
@@ -95,7 +95,7 @@ def embed_trial_files(model, feature_extractor, trials, root, batch_size=16, win
         except ToolError as error:
             uses = trials.line[(trials.enroll == key) | (trials.test == key)]
             raise ToolError(f"{error} (used on line {int(uses[0])} of {trials.source})") from None
-    embedder = WindowedEmbedder(model, feature_extractor, batch_size, window_s, hop_s, device)
+    embedder = WindowedEmbedder(model, feature_extractor, batch_size, window_s, hop_s, device, max_batch_s)
     embeddings = {}
     for position, vector, _, _ in embedder.embed_files([info.path for info in infos], progress, infos=infos):
         embeddings[keys[position]] = vector
@@ -103,8 +103,8 @@ def embed_trial_files(model, feature_extractor, trials, root, batch_size=16, win
 
 
 def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, device=None, cohort=None,
-                    cohort_top_n=300, max_trials=None, seed=0, window_s=10.0, hop_s=5.0, progress=False,
-                    return_scores=False) -> dict:
+                    cohort_top_n=300, max_trials=None, seed=0, window_s=10.0, hop_s=5.0, max_batch_s=80.0,
+                    progress=False, return_scores=False) -> dict:
     """Score a trial list with `model` and compute EER / minDCF overall, per corpus, per condition.
 
     Args:
@@ -132,7 +132,7 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
     model.eval()
     try:
         embeddings = embed_trial_files(model, feature_extractor, trials, root, batch_size, window_s, hop_s, device,
-                                       progress)
+                                       progress, max_batch_s)
     finally:
         model.train(was_training)
     enroll = np.stack([embeddings[key] for key in trials.enroll])
