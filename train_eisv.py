@@ -1,6 +1,6 @@
 """Train or fine-tune an emotion-invariant speaker encoder (eisv): data -> Accelerate loop -> shared checkpoint.
 
-    python train_eisv.py                       # built-in default: small CPU fine-tune on bundled EmoDB clips
+    python train_eisv.py                       # built-in default: fine-tune resemblyzer's GE2E on bundled EmoDB clips
     python train_eisv.py --protocol shared     # the full protocol of shared/data/README.md
     accelerate launch --num_processes 2 train_eisv.py --config recipe.yaml
 
@@ -82,7 +82,7 @@ def build_model(model_args, num_speakers, output_dir, accelerator):
         if accelerator.is_main_process:
             convert(source)
         accelerator.wait_for_everyone()
-    if source is None:
+    if source == "scratch":
         config = EISVConfig(encoder_type=model_args.encoder_type, ecapa_channels=model_args.ecapa_channels,
                             embedding_size=model_args.embedding_size, **overrides)
         return EISVForSpeakerVerification(config), EISVFeatureExtractor(config.frontend)
@@ -117,12 +117,14 @@ def main(argv=None):
     say(f"Training data: {len(indexed)} clips, {num_speakers} speakers, {report.num_bad_rows} bad rows dropped")
     model, feature_extractor = build_model(model_args, num_speakers, output_dir, accelerator)
     store = AudioStore(indexed)
+    # On a GPU the data workers only crop, paste and mask; the FFTs run on the GPU (see EISVCollator).
+    features_on_device = {"auto": accelerator.device.type == "cuda", "yes": True, "no": False}[args.features_on_device]
     patterns = json.loads(recipe.copypaste_patterns) if recipe.copypaste_patterns else None
     collator = EISVCollator(feature_extractor, store, crop_seconds=recipe.crop_seconds, copypaste=recipe.copypaste,
                             copypaste_prob=recipe.copypaste_prob, pattern_probs=patterns,
                             pair_without_copypaste=recipe.pair_without_copypaste, em_select=recipe.em_select,
                             em_ratio=recipe.em_ratio, em_contiguous=recipe.em_contiguous, em_members=recipe.em_members,
-                            seed=args.seed)
+                            seed=args.seed, return_waveforms=features_on_device)
     sampler = SpeakerEmotionBatchSampler(indexed["speaker_id"], indexed["emotion_id"], args.speakers_per_batch,
                                          args.utterances_per_speaker, seed=args.seed,
                                          num_replicas=accelerator.num_processes, rank=accelerator.process_index)
@@ -196,6 +198,9 @@ def main(argv=None):
         for batch in loader:
             batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
             waited = time.perf_counter() - tick
+            if "waveforms" in batch:
+                batch["input_features"], batch["attention_mask"] = feature_extractor.extract(
+                    batch.pop("waveforms"), batch.pop("num_samples"))
             with accelerator.accumulate(model):
                 network.set_aam_margin(margins.margin())
                 with accelerator.autocast():

@@ -37,23 +37,24 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
-    init_from: Optional[str] = field(default=None, metadata={
+    init_from: str = field(default="resemblyzer", metadata={
         "help": "Start from this checkpoint folder or Hub id (encoder kept, head re-created for the training "
-                "speakers); 'resemblyzer' converts the GE2E weights of the installed resemblyzer package. "
-                "Default: a new encoder from the settings below."})
+                "speakers). 'resemblyzer' (default) converts the GE2E weights of the installed resemblyzer package; "
+                "'scratch' builds a new encoder from the settings below."})
     encoder_type: str = field(default="ecapa_tdnn", metadata={"help": "ecapa_tdnn or ge2e_lstm (new encoders only)."})
     ecapa_channels: int = field(default=512, metadata={"help": "ECAPA-TDNN channels C (new encoders only)."})
     embedding_size: Optional[int] = field(default=None, metadata={"help": "Embedding size (new encoders only)."})
     aam_margin: float = field(default=0.2, metadata={"help": "Final AAM-softmax margin m (radians)."})
     aam_scale: float = field(default=30.0, metadata={"help": "AAM-softmax scale s."})
-    erl_weight: float = field(default=0.0, metadata={
-        "help": "Weight λ of the ERL loss λ·(1 − cos) on parallel pairs; 0 = off (the baseline)."})
+    erl_weight: float = field(default=1.0, metadata={
+        "help": "Weight λ of the ERL loss λ·(1 − cos) on parallel pairs; 0 = off (the paper's baseline)."})
 
 
 @dataclass
 class RecipeArguments:
     crop_seconds: float = field(default=2.0, metadata={"help": "Training crop length (s)."})
-    copypaste: bool = field(default=False, metadata={"help": "Build CopyPaste parallel pairs (off = baseline)."})
+    copypaste: bool = field(default=True, metadata={
+        "help": "Build CopyPaste parallel pairs; --copypaste False (or --no_copypaste) = the paper's baseline."})
     copypaste_prob: float = field(default=0.5, metadata={"help": "Fraction of each speaker's samples turned into CopyPaste pairs."})
     copypaste_patterns: Optional[str] = field(default=None, metadata={
         "help": 'JSON pattern probabilities, e.g. \'{"neutral_emotional": 0.3, "emotional_neutral": 0.3, '
@@ -61,8 +62,8 @@ class RecipeArguments:
     pair_without_copypaste: bool = field(default=True, metadata={
         "help": "Pair two real utterances of a speaker (different emotions where it has several) when a pair is not "
                 "CopyPaste'd, so ERL has pairs even with CopyPaste off."})
-    em_select: str = field(default="none", metadata={
-        "help": "Emotion-aware masking: none (baseline), energy (highest-energy frames) or random (the control)."})
+    em_select: str = field(default="energy", metadata={
+        "help": "Emotion-aware masking: energy (highest-energy frames), random (the control) or none (the baseline)."})
     em_ratio: float = field(default=0.2, metadata={"help": "Fraction of frames masked by EM."})
     em_contiguous: bool = field(default=True, metadata={"help": "Mask contiguous blocks (else scattered frames)."})
     em_members: str = field(default="both", metadata={
@@ -73,14 +74,15 @@ class RecipeArguments:
 class TrainingArguments:
     output_dir: str = field(default="outputs/eisv-default", metadata={"help": "Where checkpoints, logs and the model go."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (sampler, collator, init)."})
-    num_epochs: int = field(default=4, metadata={"help": "Epochs (an epoch = one pass of the sampler)."})
+    num_epochs: int = field(default=8, metadata={"help": "Epochs (an epoch = one pass of the sampler)."})
     max_steps: Optional[int] = field(default=None, metadata={"help": "Stop after this many optimizer steps."})
     speakers_per_batch: int = field(default=6, metadata={"help": "P: speakers per batch (per process)."})
     utterances_per_speaker: int = field(default=4, metadata={"help": "K: utterances per speaker per batch."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
     optimizer: str = field(default="adamw", metadata={"help": "adamw or sgd (momentum 0.9, nesterov)."})
-    learning_rate: float = field(default=1e-3, metadata={
-        "help": "Peak learning rate for the whole batch of all processes (not rescaled with world size)."})
+    learning_rate: Optional[float] = field(default=None, metadata={
+        "help": "Peak learning rate (not rescaled with world size: scale it yourself with the global batch). "
+                "Default: 1e-4 when fine-tuning (--init_from), 2e-3 from scratch."})
     weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps of linear LR warm-up."})
     lr_decay: str = field(default="cosine", metadata={"help": "cosine, linear or constant after warm-up."})
@@ -88,6 +90,9 @@ class TrainingArguments:
     max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, or auto (bf16 on GPU, no on CPU)."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    features_on_device: str = field(default="auto", metadata={
+        "help": "Compute fbank/mel features on the accelerator instead of in the data workers: yes, no, or auto "
+                "(yes on GPU)."})
     checkpointing_steps: int = field(default=0, metadata={"help": "Save a resumable checkpoint every N steps (0 = each epoch)."})
     checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the newest N checkpoints."})
     resume: Optional[str] = field(default=None, metadata={"help": "'latest' or a checkpoint folder to resume exactly from."})
@@ -127,6 +132,8 @@ def validate(data, model, recipe, training):
     def fail(flag, message):
         raise SystemExit(f"train_eisv: --{flag}: {message}")
 
+    if training.learning_rate is None:
+        training.learning_rate = 2e-3 if model.init_from == "scratch" else 1e-4
     if data.protocol not in (None, "shared"):
         fail("protocol", f"{data.protocol!r}; the only named protocol is 'shared'")
     if recipe.em_select not in ("none", "energy", "random"):
@@ -137,6 +144,8 @@ def validate(data, model, recipe, training):
         fail("em_ratio", "must be in [0, 1)")
     if training.optimizer not in ("adamw", "sgd"):
         fail("optimizer", "choose adamw or sgd")
+    if training.features_on_device not in ("auto", "yes", "no"):
+        fail("features_on_device", "choose auto, yes or no")
     if training.mixed_precision not in ("auto", "no", "bf16"):
         fail("mixed_precision", "choose auto, no or bf16")
     if training.push_to_hub and not training.hub_model_id:

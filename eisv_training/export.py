@@ -92,7 +92,7 @@ def finalize_model_folder(best_folder, final, progress, stats, argument_groups, 
             "results": results,
             "commands": ["python train_eisv.py " + " ".join(sys.argv[1:] if argv is None else argv)],
         }
-        if model_args.init_from:
+        if model_args.init_from != "scratch":
             key = "base_model_note" if model_args.init_from == "resemblyzer" or Path(model_args.init_from).exists() else "base_model"
             info[key] = ("GE2E encoder of the resemblyzer package (Apache-2.0)" if model_args.init_from == "resemblyzer"
                          else model_args.init_from)

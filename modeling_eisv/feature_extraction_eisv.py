@@ -88,6 +88,12 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             return 1 + num_samples // self.hop_length
         return 0 if num_samples < self.win_length else 1 + (num_samples - self.win_length) // self.hop_length
 
+    def num_frames_tensor(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """`num_frames` of each entry of a (batch,) integer tensor."""
+        if self.center:
+            return 1 + num_samples // self.hop_length
+        return torch.where(num_samples < self.win_length, 0, 1 + (num_samples - self.win_length) // self.hop_length)
+
     @property
     def min_samples(self) -> int:
         """Shortest waveform that gives at least one frame, in samples."""
@@ -160,7 +166,8 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     # -- features -------------------------------------------------------------------------------
 
     def extract(self, waveforms: torch.Tensor, num_samples: torch.Tensor):
-        """Batched features of already validated, zero-padded mono audio.
+        """Batched features of already validated, zero-padded mono audio, on the waveforms' device
+        (so a training loop can compute them on the GPU).
 
         Args:
             waveforms: (batch, samples) float32.
@@ -169,21 +176,23 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             features (batch, frames, feature_size) float32, padded frames set to `padding_value`;
             attention_mask (batch, frames) int32.
         """
+        device = waveforms.device
         waveforms = waveforms.float()
+        num_samples = torch.as_tensor(num_samples, device=device).long()
         if self.min_level_dbfs is not None:
             rms = (waveforms.pow(2).sum(-1) / num_samples.clamp_min(1)).sqrt().clamp_min(1e-10)
             gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
             waveforms = waveforms * gain.unsqueeze(-1)
         frames = self.frame_waveforms(waveforms)  # (B, T, win)
-        lengths = torch.tensor([self.num_frames(int(n)) for n in num_samples], dtype=torch.long)
+        lengths = self.num_frames_tensor(num_samples)
         frames = frames[:, : int(lengths.max())]
-        mask = torch.arange(frames.shape[1])[None, :] < lengths[:, None]  # (B, T)
+        mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]  # (B, T)
         if self.feature_type == "kaldi_fbank":
             frames = frames - frames.mean(dim=-1, keepdim=True)
             previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
             frames = frames - 0.97 * previous
-        spectrum = torch.fft.rfft(frames * self._window, n=self.n_fft).abs().pow(2)  # (B, T, n_fft//2+1)
-        features = spectrum @ self._mel_filters  # (B, T, mel)
+        spectrum = torch.fft.rfft(frames * self._window.to(device), n=self.n_fft).abs().pow(2)  # (B, T, n_fft//2+1)
+        features = spectrum @ self._mel_filters.to(device)  # (B, T, mel)
         if self.feature_type == "kaldi_fbank":
             features = features.clamp_min(torch.finfo(torch.float32).eps).log()
             maskf = mask.unsqueeze(-1).float()

@@ -31,6 +31,16 @@ def partial_windows(num_frames: torch.Tensor, window: int, step: int, min_covera
     return starts, owner
 
 
+def _unshare_lstm_weights(module, state_dict, prefix, local_metadata):
+    """On CUDA, cuDNN keeps all LSTM weights as views of one flat buffer; savers that drop tensors
+    sharing storage (accelerate's `save_state` with safetensors) would then lose all but one.
+    Copies make every saved LSTM tensor independent."""
+    for key in list(state_dict):
+        if key.startswith(prefix + "lstm."):
+            state_dict[key] = state_dict[key].clone()
+    return state_dict
+
+
 class GE2ELSTMEncoder(nn.Module):
     """Power-mel frames -> L2-normalised speaker embedding.
 
@@ -48,6 +58,7 @@ class GE2ELSTMEncoder(nn.Module):
         self.min_coverage = config.ge2e_min_coverage
         self.lstm = nn.LSTM(config.num_mel_bins, config.ge2e_hidden_size, config.ge2e_num_layers, batch_first=True)
         self.projection = nn.Linear(config.ge2e_hidden_size, config.embedding_size)
+        self._register_state_dict_hook(_unshare_lstm_weights)
 
     def embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
         """(windows, frames, mel) -> (windows, embedding_size), each row unit-norm."""

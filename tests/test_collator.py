@@ -138,3 +138,18 @@ def test_real_speech_batch(shared_data):
     assert len(pairs) == 6 and (batch["labels"][pairs[:, 0]] == batch["labels"][pairs[:, 1]]).all()
     assert ((batch["em_mask"].sum(1) - 0.25 * batch["attention_mask"].sum(1)).abs() <= 2).all()
     assert torch.isfinite(batch["input_features"]).all()
+
+
+@pytest.mark.parametrize("feature_type", ["kaldi_fbank", "ge2e_mel"])
+def test_waveforms_for_device_features_give_the_same_batch(indexed, feature_type):
+    ds, store = indexed
+    extractor = EISVFeatureExtractor(feature_type)
+    rows = _batch_rows(ds)
+    on_workers = EISVCollator(extractor, store, seed=5)(rows)
+    raw = EISVCollator(extractor, store, seed=5, return_waveforms=True)(rows)
+    assert "input_features" not in raw and raw["waveforms"].shape[0] == len(rows)
+    features, mask = extractor.extract(raw["waveforms"], raw["num_samples"])
+    assert torch.allclose(features, on_workers["input_features"], atol=1e-5)
+    assert torch.equal(mask, on_workers["attention_mask"])
+    for key in ("labels", "pair_index", "em_mask"):
+        assert torch.equal(raw[key], on_workers[key])

@@ -49,3 +49,20 @@ def test_ecapa_rejects_wrong_feature_size():
         model(torch.zeros(1, 100, 40))
     with pytest.raises(ValueError, match="no real frame"):
         model(torch.zeros(2, 100, 80), attention_mask=torch.tensor([[1] * 100, [0] * 100]))
+
+
+def test_ge2e_state_dict_survives_flat_lstm_weights():
+    """cuDNN makes the LSTM weights views of one buffer; a checkpoint must still hold every tensor."""
+    from accelerate.utils.other import clean_state_dict_for_safetensors
+
+    model = EISVModel(tiny_config("ge2e_lstm"))
+    lstm = model.encoder.lstm
+    flat = torch.cat([p.detach().flatten() for p in lstm.parameters()])
+    offset = 0
+    for param in lstm.parameters():  # what flatten_parameters does on CUDA
+        param.data = flat[offset: offset + param.numel()].view_as(param)
+        offset += param.numel()
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    cleaned = clean_state_dict_for_safetensors(model.state_dict())
+    assert cleaned.keys() == expected.keys()
+    assert all(torch.equal(cleaned[k], expected[k]) for k in expected)
