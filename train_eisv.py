@@ -32,7 +32,8 @@ from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVForSpeakerVerifi
 
 
 class RowIndices(torch.utils.data.Dataset):
-    """The DataLoader's dataset: row numbers of the audio store (the collator does the rest)."""
+    """The DataLoader's dataset: `(row, epoch)` -> `{"row_index", "epoch"}` for the collator, which
+    seeds each batch from its rows and epoch, so persistent workers need no `set_epoch`."""
 
     def __init__(self, num_rows):
         self.num_rows = num_rows
@@ -40,8 +41,27 @@ class RowIndices(torch.utils.data.Dataset):
     def __len__(self):
         return self.num_rows
 
-    def __getitem__(self, row):
-        return row
+    def __getitem__(self, key):
+        row, epoch = key
+        return {"row_index": row, "epoch": epoch}
+
+
+class EpochTaggedBatches(torch.utils.data.Sampler):
+    """Wraps the speaker batch sampler: yields `[(row, epoch), ...]`; `set_epoch` reaches both."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        for batch in self.sampler:
+            yield [(int(row), self.epoch) for row in batch]
+
+    def __len__(self):
+        return len(self.sampler)
 
 
 def trial_files(trials_path, trials_root) -> set:
@@ -132,13 +152,15 @@ def main(argv=None):
         raise SystemExit(f"train_eisv: no full batch of {args.speakers_per_batch} speakers per process; "
                          f"lower --speakers_per_batch (the data has {num_speakers} speakers)")
 
+    batches = EpochTaggedBatches(sampler)
+    # Persistent workers: an epoch of a small corpus is a few seconds, worker start-up would dominate.
+    train_loader = torch.utils.data.DataLoader(RowIndices(len(store)), batch_sampler=batches, collate_fn=collator,
+                                               num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
+                                               persistent_workers=args.num_workers > 0)
+
     def make_loader(epoch, skip_batches=0):
-        sampler.set_epoch(epoch)
-        collator.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(RowIndices(len(store)), batch_sampler=sampler, collate_fn=collator,
-                                             num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
-                                             persistent_workers=False)
-        return accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
+        batches.set_epoch(epoch)
+        return accelerator.skip_first_batches(train_loader, skip_batches) if skip_batches else train_loader
 
     # -- optimizer and schedules (stepped per optimizer step) ----------------------------------
     steps_per_epoch = max(1, len(sampler) // args.gradient_accumulation_steps)
@@ -206,8 +228,12 @@ def main(argv=None):
                 with accelerator.autocast():
                     output = model(**batch)
                 accelerator.backward(output.loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                if accelerator.sync_gradients:
+                    # The norm is of the all-reduced gradients, so every process skips the same steps.
+                    norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm or float("inf"))
+                    if not torch.isfinite(norm):
+                        progress["skipped_steps"] = progress.get("skipped_steps", 0) + 1
+                        optimizer.zero_grad(set_to_none=True)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             progress["batches_done"] += 1
@@ -222,6 +248,7 @@ def main(argv=None):
                             "erl_loss": output.erl_loss.item(), "lr": scheduler.get_last_lr()[0],
                             "margin": network.aam.margin,
                             "samples_per_s": timing["samples"] / max(timing["total"], 1e-9),
+                            "skipped_steps": progress.get("skipped_steps", 0),
                             "data_wait_fraction": timing["wait"] / max(timing["total"], 1e-9)}
                     accelerator.log(logs, step=step)
                     bar.set_postfix(loss=f"{logs['loss']:.3f}", margin=f"{logs['margin']:.2f}")
@@ -260,7 +287,8 @@ def main(argv=None):
              "data_wait_fraction": timing["wait"] / max(timing["total"], 1e-9),
              "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-             "num_processes": accelerator.num_processes, "mixed_precision": mixed_precision}
+             "num_processes": accelerator.num_processes, "mixed_precision": mixed_precision,
+             "skipped_non_finite_steps": progress.get("skipped_steps", 0)}
     exit_code = 0
     if accelerator.is_main_process:
         final = output_dir / "model"

@@ -89,14 +89,15 @@ class EISVCollator:
         return self.builder.counts
 
     def set_epoch(self, epoch: int):
-        """Mix `epoch` into the per-batch seed (reaches workers that are started after the call)."""
+        """Mix `epoch` into the per-batch seed (reaches workers that are started after the call; for
+        persistent workers, pass items `{"row_index": r, "epoch": e}` instead, which take precedence)."""
         self.epoch = int(epoch)
 
-    def _rng(self, rows: np.ndarray) -> np.random.Generator:
+    def _rng(self, rows: np.ndarray, epoch: int) -> np.random.Generator:
         if self.seed is None:
             self._calls += 1
             return np.random.default_rng([torch.initial_seed() % 2**63, self._calls])
-        return np.random.default_rng([int(self.seed), self.epoch, zlib.crc32(rows.astype(np.int64).tobytes())])
+        return np.random.default_rng([int(self.seed), epoch, zlib.crc32(rows.astype(np.int64).tobytes())])
 
     def __call__(self, items, rng: np.random.Generator = None) -> dict:
         """Items -> {"input_features" (B, T, F) float32, "attention_mask" (B, T) int32, "labels" (B,)
@@ -107,7 +108,10 @@ class EISVCollator:
         if rows.min() < 0 or rows.max() >= len(self.store):
             raise ValueError(f"EISVCollator: row index {rows.max() if rows.max() >= 0 else rows.min()} outside "
                              f"the audio store ({len(self.store)} rows); store and dataset must match")
-        rng = self._rng(rows) if rng is None else rng
+        tagged = {int(item["epoch"]) for item in items if isinstance(item, dict) and "epoch" in item}
+        if len(tagged) > 1:
+            raise ValueError(f"EISVCollator: one batch holds items of epochs {sorted(tagged)}")
+        rng = self._rng(rows, tagged.pop() if tagged else self.epoch) if rng is None else rng
         waves, pairs, masked = [None] * len(rows), [], np.zeros(len(rows), dtype=bool)
         for u, v in self._candidate_pairs(rows):
             if v is None:

@@ -31,6 +31,13 @@ def partial_windows(num_frames: torch.Tensor, window: int, step: int, min_covera
     return starts, owner
 
 
+def safe_l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Rows of (N, D) scaled to unit norm; an (almost) zero row stays as it is instead of being
+    divided by ~0, so its gradient stays bounded (the ReLU output of a silent window can be 0)."""
+    norm = x.norm(dim=-1, keepdim=True)
+    return x / torch.where(norm > eps, norm, torch.ones_like(norm))
+
+
 def _unshare_lstm_weights(module, state_dict, prefix, local_metadata):
     """On CUDA, cuDNN keeps all LSTM weights as views of one flat buffer; savers that drop tensors
     sharing storage (accelerate's `save_state` with safetensors) would then lose all but one.
@@ -63,8 +70,7 @@ class GE2ELSTMEncoder(nn.Module):
     def embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
         """(windows, frames, mel) -> (windows, embedding_size), each row unit-norm."""
         _, (hidden, _) = self.lstm(windows)
-        embeddings = torch.relu(self.projection(hidden[-1]))
-        return embeddings / embeddings.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return safe_l2_normalize(torch.relu(self.projection(hidden[-1])))
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         num_frames = mask.long().sum(-1)
@@ -78,4 +84,4 @@ class GE2ELSTMEncoder(nn.Module):
         partials = self.embed_windows(windows)
         summed = torch.zeros(len(num_frames), partials.shape[-1], dtype=partials.dtype, device=partials.device)
         summed.index_add_(0, owner, partials)
-        return summed / summed.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return safe_l2_normalize(summed)

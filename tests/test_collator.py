@@ -153,3 +153,20 @@ def test_waveforms_for_device_features_give_the_same_batch(indexed, feature_type
     assert torch.equal(mask, on_workers["attention_mask"])
     for key in ("labels", "pair_index", "em_mask"):
         assert torch.equal(raw[key], on_workers[key])
+
+
+def test_epoch_tagged_items_match_set_epoch(indexed):
+    """Persistent DataLoader workers never see set_epoch; items carrying their epoch give the same batch."""
+    ds, store = indexed
+    extractor = EISVFeatureExtractor()
+    rows = _batch_rows(ds)
+    collator = EISVCollator(extractor, store, seed=5)
+    collator.set_epoch(3)
+    expected = collator(rows)
+    tagged = EISVCollator(extractor, store, seed=5)([{"row_index": r, "epoch": 3} for r in rows])
+    assert torch.equal(tagged["input_features"], expected["input_features"])
+    assert torch.equal(tagged["em_mask"], expected["em_mask"])
+    other_epoch = EISVCollator(extractor, store, seed=5)([{"row_index": r, "epoch": 4} for r in rows])
+    assert not torch.equal(other_epoch["input_features"], expected["input_features"])
+    with pytest.raises(ValueError, match="epochs"):
+        collator([{"row_index": rows[0], "epoch": 1}, {"row_index": rows[1], "epoch": 2}])

@@ -66,3 +66,17 @@ def test_ge2e_state_dict_survives_flat_lstm_weights():
     cleaned = clean_state_dict_for_safetensors(model.state_dict())
     assert cleaned.keys() == expected.keys()
     assert all(torch.equal(cleaned[k], expected[k]) for k in expected)
+
+
+def test_ge2e_silent_window_has_finite_gradients():
+    """A window whose ReLU output is all zero (silence, padding, a fully masked span) must not blow up."""
+    torch.manual_seed(0)
+    model = EISVModel(tiny_config("ge2e_lstm"))
+    with torch.no_grad():
+        model.encoder.projection.bias.fill_(-100.0)  # every partial embedding is exactly zero
+    features = torch.rand(2, 300, 40, requires_grad=True)
+    embeddings = model(features).embeddings
+    assert torch.equal(embeddings, torch.zeros_like(embeddings))
+    embeddings.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None] + [features.grad]
+    assert all(torch.isfinite(g).all() and g.abs().max() < 1e3 for g in grads)
