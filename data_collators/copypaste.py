@@ -1,4 +1,4 @@
-"""CopyPaste parallel pairs: two inputs of one speaker with different emotional content.
+r"""CopyPaste parallel pairs: two inputs of one speaker with different emotional content.
 
 A pair is (first, second). `first` is always an original utterance (a plain crop); `second` is a
 CopyPaste composite: a window of one utterance followed by a window of another, loudness-matched.

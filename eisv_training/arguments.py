@@ -92,7 +92,7 @@ class TrainingArguments:
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     features_on_device: str = field(default="auto", metadata={
         "help": "Compute fbank/mel features on the accelerator instead of in the data workers: yes, no, or auto "
-                "(yes on GPU)."})
+                "(yes on GPU for the fbank frontend)."})
     checkpointing_steps: int = field(default=0, metadata={"help": "Save a resumable checkpoint every N steps (0 = each epoch)."})
     checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the newest N checkpoints."})
     resume: Optional[str] = field(default=None, metadata={"help": "'latest' or a checkpoint folder to resume exactly from."})
