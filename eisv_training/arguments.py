@@ -74,7 +74,7 @@ class RecipeArguments:
 class TrainingArguments:
     output_dir: str = field(default="outputs/eisv-default", metadata={"help": "Where checkpoints, logs and the model go."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (sampler, collator, init)."})
-    num_epochs: int = field(default=8, metadata={"help": "Epochs (an epoch = one pass of the sampler)."})
+    num_epochs: int = field(default=12, metadata={"help": "Epochs (an epoch = one pass of the sampler)."})
     max_steps: Optional[int] = field(default=None, metadata={"help": "Stop after this many optimizer steps."})
     speakers_per_batch: int = field(default=6, metadata={"help": "P: speakers per batch (per process)."})
     utterances_per_speaker: int = field(default=4, metadata={"help": "K: utterances per speaker per batch."})
