@@ -123,7 +123,9 @@ def main(argv=None):
         data.trials_root = str(Path(data.trials).parent)
     output_dir = Path(args.output_dir)
     mixed_precision = args.mixed_precision if args.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
-    accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
+    # cpu=True without a GPU lets several launched processes (accelerate launch / torchrun) train on
+    # CPUs together over gloo, instead of each running alone.
+    accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps, cpu=not torch.cuda.is_available(),
                               mixed_precision=mixed_precision, log_with="tensorboard", project_dir=str(output_dir))
     say = accelerator.print
     set_seed(args.seed)
@@ -285,7 +287,6 @@ def main(argv=None):
         if progress["global_step"] >= total_steps:
             break
     bar.close()
-    accelerator.end_training()
 
     # -- export and push ---------------------------------------------------------------------
     stats = {"samples_per_s": timing["samples"] / max(timing["total"], 1e-9),
@@ -309,6 +310,7 @@ def main(argv=None):
         if args.push_to_hub:
             exit_code = push_folder(final, args.hub_model_id, private=args.hub_private)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes the trackers and the process group: last
     return exit_code
 
 

@@ -152,10 +152,12 @@ def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkey
 
 @pytest.mark.slow
 def test_two_processes_on_cpu_score_every_trial_once(tmp_path):
-    args = ["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", str(REPO / "train_eisv.py"), *TINY, "--output_dir", str(tmp_path / "ddp"),
-            "--max_steps", "4"]
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
+    # --multi_gpu picks the torchrun launcher; without a GPU the script joins the processes over gloo.
+    args = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+            "no", "--dynamo_backend", "no", "--main_process_port", "29517", str(REPO / "train_eisv.py"), *TINY,
+            "--output_dir", str(tmp_path / "ddp"), "--max_steps", "4"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads((tmp_path / "ddp" / "model" / "training_results.json").read_text())
     assert summary["stats"]["num_processes"] == 2
