@@ -18,21 +18,12 @@ import numpy as np
 import soundfile
 import torch
 
+from machine import cpu_model  # benchmarks/machine.py
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_collators import AudioStore, EISVCollator, SpeakerEmotionBatchSampler, index_dataset, load_source  # noqa: E402
 from modeling_eisv import EISVFeatureExtractor  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def synthetic_corpus(root: Path) -> Path:
     rng = np.random.default_rng(0)

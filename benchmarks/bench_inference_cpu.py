@@ -31,21 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import cpu_model  # benchmarks/machine.py
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SR = 16000
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def make_clips(n: int, seconds: float, seed: int = 0):
     """Speech-like test clips: a harmonic voice with a wandering pitch, amplitude-modulated, plus noise."""

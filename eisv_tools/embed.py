@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_options import add_embedding_options
 from .embedding_store import check_suffix, index_path, load_embeddings, save_embeddings
 from .errors import ToolError
 from .loading import load_model
@@ -62,11 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, help="folder of audio, or CSV with a path/file_name column")
     parser.add_argument("--output", required=True, help="FILE.safetensors or FILE.npy (+ FILE.index.csv)")
     parser.add_argument("--root", help="folder the CSV paths are relative to (default: the CSV's folder)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-    parser.add_argument("--max-batch-s", type=float, default=80.0, help="at most this much audio per forward pass, seconds")
-    parser.add_argument("--window-s", type=float, default=10.0, help="window length for long files, seconds")
-    parser.add_argument("--hop-s", type=float, default=5.0, help="window step for long files, seconds")
+    add_embedding_options(parser)
     parser.add_argument("--save-every", type=int, default=500, help="rewrite the output every N new files")
     parser.add_argument("--overwrite", action="store_true", help="ignore an existing output instead of resuming")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_options import add_embedding_options
 from .errors import ToolError
 from .evaluation import evaluate_trials
 from .loading import load_model
@@ -32,11 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cohort-top-n", type=int, default=300, help="AS-norm: top cohort scores used")
     parser.add_argument("--max-trials", type=int, help="score a seeded random subset of N trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-trials subset")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-    parser.add_argument("--max-batch-s", type=float, default=80.0, help="at most this much audio per forward pass, seconds")
-    parser.add_argument("--window-s", type=float, default=10.0, help="window length for long files, seconds")
-    parser.add_argument("--hop-s", type=float, default=5.0, help="window step for long files, seconds")
+    add_embedding_options(parser)
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of a table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -19,6 +19,7 @@ import sys
 
 from modeling_eisv.scoring import cosine_scores
 
+from .cli_options import add_embedding_options
 from .errors import ToolError
 from .loading import load_model
 from .windowed_embedding import embed_paths, probe_audio
@@ -40,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="model folder or Hub id")
     parser.add_argument("audio", nargs=2, metavar="AUDIO", help="the two recordings to compare")
     parser.add_argument("--threshold", type=float, help="accept when score >= this (default: the model's)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda ...")
-    parser.add_argument("--window-s", type=float, default=10.0, help="window length for long files, seconds")
-    parser.add_argument("--hop-s", type=float, default=5.0, help="window step for long files, seconds")
+    add_embedding_options(parser, batching=False)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
