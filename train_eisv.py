@@ -172,6 +172,7 @@ def main(argv=None):
 
     # -- optimizer and schedules (stepped per optimizer step) ----------------------------------
     steps_per_epoch = max(1, len(sampler) // args.gradient_accumulation_steps)
+    batches_per_epoch = steps_per_epoch * args.gradient_accumulation_steps
     total_steps = args.max_steps or steps_per_epoch * args.num_epochs
     num_epochs = math.ceil(total_steps / steps_per_epoch)
     if args.optimizer == "adamw":
@@ -269,7 +270,8 @@ def main(argv=None):
             timing["total"] += now - tick
             timing["samples"] += batch["labels"].shape[0] * accelerator.num_processes
             tick = time.perf_counter()
-            if progress["global_step"] >= total_steps:
+            # An epoch ends on an optimizer step, so no partial accumulation leaks into the next one.
+            if progress["global_step"] >= total_steps or progress["batches_done"] >= batches_per_epoch:
                 break
         progress["epoch"], progress["batches_done"] = epoch + 1, 0
         results = evaluate(f"epoch {epoch + 1}")
