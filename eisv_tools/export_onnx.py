@@ -1,0 +1,226 @@
+"""`eisv-export`: an EISV embedding model (`EISVModel`) as an ONNX graph, checked against PyTorch.
+
+Usage:
+    eisv-export --model DIR_OR_ID --onnx OUT.onnx [--opset 18] [--no-check]
+
+The graph maps
+    input_features  float32 (batch, frames, num_mel_bins)  from `EISVFeatureExtractor`
+    attention_mask  int64   (batch, frames), 1 for real frames, 0 for padding
+to  embeddings      float32 (batch, embedding_size), not normalised (as `EISVModel`),
+with dynamic `batch` and `frames` axes. Feature extraction is NOT in the graph: run
+`EISVFeatureExtractor` in Python (its `attention_mask` is int32; `onnx_inputs` casts it). The
+graph does not check that every row has a real frame (`EISVModel` does); a row of only padding
+gives NaN. The config and frontend settings are stored in the file's metadata (`eisv_config`).
+
+Exporters: opset >= 18 (default 18) uses the `torch.export`-based exporter (needs `onnxscript`);
+an opset below 18 uses the TorchScript exporter, because the new one writes an invalid `Split`
+(with `num_outputs`, an opset-18 attribute) when converting down. Only `ecapa_tdnn` is supported:
+`ge2e_lstm` cuts each utterance into a data-dependent number of partial windows
+(`repeat_interleave`/`index_add_`), which `torch.export` rejects and tracing would freeze.
+
+The file is written under a temporary name, checked (`onnx.checker`, then onnxruntime vs PyTorch
+on a padded batch, cosine >= 0.9999, unless `--no-check`) and only then renamed to OUT.onnx.
+Exit codes: 0 written, 1 bad input or failed check (message names the file), 2 bad command line.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic_files import atomic_path
+from .errors import ToolError
+from .loading import load_model
+
+MIN_COSINE = 0.9999
+FIRST_DYNAMO_OPSET = 18
+SUPPORTED_ENCODERS = ("ecapa_tdnn",)
+
+
+class EmbeddingGraph(nn.Module):
+    """What is exported: the encoder of an `EISVModel`, without its Python-side input checks.
+
+    forward(input_features (B, T, F) float32, attention_mask (B, T) int64) -> (B, D) embeddings.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_features, attention_mask)
+
+
+def onnx_inputs(input_features, attention_mask=None) -> dict:
+    """Feature-extractor output (numpy or torch) -> the graph's feed: float32 features, int64 mask."""
+    features = np.asarray(input_features.cpu() if torch.is_tensor(input_features) else input_features, np.float32)
+    if attention_mask is None:
+        mask = np.ones(features.shape[:2], np.int64)
+    else:
+        mask = np.asarray(attention_mask.cpu() if torch.is_tensor(attention_mask) else attention_mask, np.int64)
+    return {"input_features": features, "attention_mask": mask}
+
+
+def example_batch(num_mel_bins: int, lengths=(200, 137), seed: int = 0):
+    """A padded batch of random features: (len(lengths), max(lengths), mel) float32 + int64 mask."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(len(lengths), max(lengths), num_mel_bins, generator=generator)
+    mask = (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).long()
+    return features * mask.unsqueeze(-1), mask
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, D), (N, D) -> (N,) cosine of each row pair."""
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def check_against_torch(model, onnx_path, input_features, attention_mask, threads: int = None) -> float:
+    """Embeds one batch with PyTorch and onnxruntime; returns the smallest row cosine between them."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    got = session.run(["embeddings"], onnx_inputs(input_features, attention_mask))[0]
+    with torch.inference_mode():
+        expected = model(input_features, attention_mask).embeddings.float().numpy()
+    return float(cosine_rows(got, expected).min())
+
+
+def check_output_path(onnx_path) -> Path:
+    """Validates OUT.onnx before any work: `.onnx` suffix, not a folder, parent not a file."""
+    path = Path(onnx_path)
+    if path.suffix.lower() != ".onnx":
+        raise ToolError(f"{path}: the output must end with .onnx")
+    if path.is_dir():
+        raise ToolError(f"{path}: is a folder; give a file name ending with .onnx")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ToolError(f"{path}: cannot write here, {parent} is a file, not a folder")
+            break
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silences the exporters' narration, deprecation warnings and torchvision notices."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export(graph, args, path: Path, opset: int):
+    """torch.onnx.export with named inputs/outputs and dynamic batch and frames axes; one file."""
+    names = dict(input_names=["input_features", "attention_mask"], output_names=["embeddings"])
+    if opset >= FIRST_DYNAMO_OPSET:
+        batch, frames = torch.export.Dim("batch"), torch.export.Dim("frames")
+        dynamic = {"input_features": {0: batch, 1: frames}, "attention_mask": {0: batch, 1: frames}}
+        torch.onnx.export(graph, args, str(path), opset_version=opset, dynamo=True, dynamic_shapes=dynamic,
+                          external_data=False, optimize=True, **names)
+    else:
+        dynamic = {"input_features": {0: "batch", 1: "frames"}, "attention_mask": {0: "batch", 1: "frames"},
+                   "embeddings": {0: "batch"}}
+        torch.onnx.export(graph, args, str(path), opset_version=opset, dynamo=False, dynamic_axes=dynamic,
+                          do_constant_folding=True, **names)
+
+
+def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool = True) -> dict:
+    """Exports `model` (an `EISVModel`) to `onnx_path` atomically; returns what was written.
+
+    Returns: {"path", "opset", "exporter", "embedding_size", "min_cosine" (None without check)}.
+    Raises `ToolError` for an unsupported encoder, a bad path or a failed check.
+    """
+    import onnx
+
+    path = check_output_path(onnx_path)
+    config = model.config
+    if config.encoder_type not in SUPPORTED_ENCODERS:
+        raise ToolError(
+            f"{path}: encoder_type {config.encoder_type!r} cannot be exported to ONNX; only {SUPPORTED_ENCODERS} can. "
+            f"ge2e_lstm embeds a data-dependent number of partial windows per utterance (repeat_interleave/"
+            f"index_add_), which torch.export rejects and tracing would freeze to the example's lengths")
+    model = model.cpu().float().eval()
+    graph = EmbeddingGraph(model).eval()
+    features, mask = example_batch(config.num_mel_bins)
+    exporter = "torch.export (dynamo)" if opset >= FIRST_DYNAMO_OPSET else "torchscript"
+    min_cos = None
+    with atomic_path(path) as temporary:
+        try:
+            with _quiet_exporter():
+                _export(graph, (features, mask), temporary, opset)
+        except Exception as error:  # the exporters raise many types; name the file and the exporter
+            raise ToolError(f"{path}: ONNX export ({exporter}, opset {opset}) failed: "
+                            f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}") from error
+        finally:
+            model.eval()  # the TorchScript exporter restores the wrapper's mode onto the encoder
+        proto = onnx.load(str(temporary))
+        metadata = {"eisv_config": config.to_json_string(use_diff=False),
+                    "eisv_frontend": json.dumps({"feature_type": config.frontend, "feature_size": config.num_mel_bins,
+                                                 "sampling_rate": config.sampling_rate}),
+                    "eisv_inputs": "input_features float32 (batch, frames, mel); attention_mask int64 (batch, frames)"}
+        for key, value in metadata.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(temporary))
+        try:
+            onnx.checker.check_model(str(temporary))
+        except onnx.checker.ValidationError as error:
+            raise ToolError(f"{path}: the exported graph is invalid: {str(error).splitlines()[0][:300]}") from None
+        if check:
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                raise ToolError(f"{path}: cannot check the export, onnxruntime is not installed "
+                                f"(pip install 'eisv[onnx]', or pass --no-check)") from None
+            # Other lengths than the export example, so frozen shapes would show up.
+            check_features, check_mask = example_batch(config.num_mel_bins, lengths=(97, 301, 180), seed=1)
+            min_cos = check_against_torch(model, temporary, check_features, check_mask)
+            if not min_cos >= MIN_COSINE:
+                raise ToolError(f"{path}: onnxruntime and PyTorch embeddings differ (min cosine {min_cos:.6f} "
+                                f"< {MIN_COSINE}); file not written")
+    return {"path": str(path), "opset": opset, "exporter": exporter, "embedding_size": config.embedding_size,
+            "min_cosine": min_cos}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eisv-export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model folder or Hub id")
+    parser.add_argument("--onnx", required=True, help="output file, OUT.onnx")
+    parser.add_argument("--opset", type=int, default=FIRST_DYNAMO_OPSET,
+                        help=f"ONNX opset (default {FIRST_DYNAMO_OPSET}; below {FIRST_DYNAMO_OPSET} uses the TorchScript exporter)")
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch check")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_output_path(args.onnx)  # before loading the model
+        model, _ = load_model(args.model, "cpu")
+        info = export_onnx(model, args.onnx, args.opset, check=not args.no_check)
+    except ToolError as error:
+        print(f"eisv-export: error: {error}", file=sys.stderr)
+        return 1
+    checked = "not checked" if info["min_cosine"] is None else f"min cosine vs PyTorch {info['min_cosine']:.6f}"
+    print(f"eisv-export: wrote {info['path']} ({info['exporter']}, opset {info['opset']}, "
+          f"{info['embedding_size']}-d embeddings; {checked})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
