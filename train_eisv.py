@@ -28,6 +28,7 @@ from eisv_training.checkpoints import latest_checkpoint, read_progress, save_che
 from eisv_training.distributed_evaluation import evaluate_during_training
 from eisv_training.export import export_model, finalize_model_folder, push_folder
 from eisv_training.schedules import MarginSchedule, lr_multiplier
+from eisv_training.validation_split import carve_validation_speakers, make_validation_trials
 from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVForSpeakerVerification
 
 
@@ -47,21 +48,26 @@ class RowIndices(torch.utils.data.Dataset):
 
 
 class EpochTaggedBatches(torch.utils.data.Sampler):
-    """Wraps the speaker batch sampler: yields `[(row, epoch), ...]`; `set_epoch` reaches both."""
+    """All remaining epochs of the speaker batch sampler as one stream of `[(row, epoch), ...]`
+    batches, `batches_per_epoch` per epoch, from batch `skip` of epoch `start_epoch` on.
 
-    def __init__(self, sampler):
-        self.sampler, self.epoch = sampler, 0
+    One stream, iterated once, lets the loader's workers prepare the next epoch's first batches
+    while this one ends and is evaluated: with a loader per epoch, every epoch would begin by
+    waiting for a worker to build a whole batch (costly when an epoch is a few dozen steps)."""
 
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-        self.sampler.set_epoch(epoch)
+    def __init__(self, sampler, batches_per_epoch, num_epochs, start_epoch=0, skip=0):
+        self.sampler, self.batches_per_epoch, self.num_epochs = sampler, batches_per_epoch, num_epochs
+        self.start_epoch, self.skip = start_epoch, skip
 
     def __iter__(self):
-        for batch in self.sampler:
-            yield [(int(row), self.epoch) for row in batch]
+        for epoch in range(self.start_epoch, self.num_epochs):
+            self.sampler.set_epoch(epoch)
+            batches = list(self.sampler)[: self.batches_per_epoch]
+            for batch in batches[self.skip if epoch == self.start_epoch else 0:]:
+                yield [(int(row), epoch) for row in batch]
 
     def __len__(self):
-        return len(self.sampler)
+        return (self.num_epochs - self.start_epoch) * self.batches_per_epoch - self.skip
 
 
 def trial_files(trials_path, trials_root) -> set:
@@ -71,7 +77,8 @@ def trial_files(trials_path, trials_root) -> set:
 
 
 def load_training_data(data, output_dir, accelerator):
-    """-> (indexed Dataset, IndexReport, names of speakers dropped because they are in the trial list)."""
+    """-> (indexed Dataset, IndexReport, names of speakers dropped because they are in the trial list,
+    validation trial CSV or None, validation speaker names)."""
     if data.protocol == "shared":
         dataset = load_protocol_split(data.shared_data, "train")
     else:
@@ -84,10 +91,27 @@ def load_training_data(data, output_dir, accelerator):
         held_out = sorted({s for s, p in zip(dataset["speaker"], paths) if p in in_trials})
         if held_out:
             dataset = dataset.filter(lambda s: s not in set(held_out), input_columns="speaker")
+    validation_trials, validation_speakers = None, []
+    if data.validation_speakers:
+        dataset, validation, validation_speakers = carve_validation_speakers(dataset, data.validation_speakers,
+                                                                            data.validation_seed)
+        with accelerator.main_process_first():
+            validation, _ = index_dataset(validation, neutral_emotions=(data.neutral_label,),
+                                          skip_bad_rows=data.skip_bad_rows,
+                                          bad_rows_log=Path(output_dir) / "bad_rows_validation.csv")
+        validation_trials = Path(output_dir) / "validation_trials.csv"
+        if accelerator.is_main_process:
+            trials = make_validation_trials(validation.map(lambda p: {"path": str(Path(p).resolve())},
+                                                           input_columns="path"),
+                                            data.validation_max_targets, data.validation_seed, (data.neutral_label,))
+            staging = validation_trials.with_name(f".{validation_trials.name}.tmp")
+            trials.to_csv(staging, index=False)
+            staging.replace(validation_trials)
+        accelerator.wait_for_everyone()
     with accelerator.main_process_first():
         indexed, report = index_dataset(dataset, neutral_emotions=(data.neutral_label,),
                                         skip_bad_rows=data.skip_bad_rows, bad_rows_log=Path(output_dir) / "bad_rows.csv")
-    return indexed, report, held_out
+    return indexed, report, held_out, validation_trials, validation_speakers
 
 
 def build_model(model_args, num_speakers, output_dir, accelerator):
@@ -132,9 +156,15 @@ def main(argv=None):
 
     # -- data ------------------------------------------------------------------------------
     output_dir.mkdir(parents=True, exist_ok=True)
-    indexed, report, held_out = load_training_data(data, output_dir, accelerator)
+    started = time.perf_counter()
+    indexed, report, held_out, validation_trials, validation_speakers = load_training_data(data, output_dir, accelerator)
     if held_out:
         say(f"Held out of training because the trial list uses them: {', '.join(held_out)}")
+    if validation_trials:
+        say(f"Validation speakers (best epoch picked on them): {', '.join(validation_speakers)}")
+    # The trial list the best epoch is picked on, and the one the selected model is tested on at the end.
+    selection_trials = (str(validation_trials), "/") if validation_trials else (data.trials, data.trials_root)
+    test_trials = (data.trials, data.trials_root) if validation_trials and data.trials and data.test_on_trials else None
     num_speakers = len(set(indexed["speaker_id"]))
     say(f"Training data: {len(indexed)} clips, {num_speakers} speakers, {report.num_bad_rows} bad rows dropped")
     model, feature_extractor = build_model(model_args, num_speakers, output_dir, accelerator)
@@ -159,16 +189,6 @@ def main(argv=None):
     if len(sampler) == 0:
         raise SystemExit(f"train_eisv: no full batch of {args.speakers_per_batch} speakers per process; "
                          f"lower --speakers_per_batch (the data has {num_speakers} speakers)")
-
-    batches = EpochTaggedBatches(sampler)
-    # Persistent workers: an epoch of a small corpus is a few seconds, worker start-up would dominate.
-    train_loader = torch.utils.data.DataLoader(RowIndices(len(store)), batch_sampler=batches, collate_fn=collator,
-                                               num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
-                                               persistent_workers=args.num_workers > 0)
-
-    def make_loader(epoch, skip_batches=0):
-        batches.set_epoch(epoch)
-        return accelerator.skip_first_batches(train_loader, skip_batches) if skip_batches else train_loader
 
     # -- optimizer and schedules (stepped per optimizer step) ----------------------------------
     steps_per_epoch = max(1, len(sampler) // args.gradient_accumulation_steps)
@@ -199,13 +219,13 @@ def main(argv=None):
         progress = read_progress(checkpoint)
         say(f"Resumed from {checkpoint} (epoch {progress['epoch']}, step {progress['global_step']})")
 
-    def evaluate(tag):
-        if not data.trials:
+    def evaluate(tag, trials=selection_trials, network_to_test=model, name="validation" if validation_trials else "dev"):
+        if not trials[0]:
             return None
-        results = evaluate_during_training(accelerator, model, feature_extractor, data.trials, data.trials_root,
+        results = evaluate_during_training(accelerator, network_to_test, feature_extractor, trials[0], trials[1],
                                            args.eval_batch_size, data.eval_max_trials, args.seed)
         overall = results["overall"]
-        say(f"[{tag}] dev EER {overall['eer']:.2f}%  minDCF(0.01) {overall['min_dcf_0.01']:.4f}  "
+        say(f"[{tag}] {name} EER {overall['eer']:.2f}%  minDCF(0.01) {overall['min_dcf_0.01']:.4f}  "
             f"({results['num_trials_scored']} trials)")
         return results
 
@@ -217,16 +237,20 @@ def main(argv=None):
         progress["history"].append({"epoch": 0, "step": 0, "results": before})
 
     # -- train ---------------------------------------------------------------------------------
+    # One loader over every remaining epoch (see EpochTaggedBatches); a resume starts it mid-epoch.
+    batches = EpochTaggedBatches(sampler, batches_per_epoch, num_epochs, progress["epoch"], progress["batches_done"])
+    train_loader = torch.utils.data.DataLoader(RowIndices(len(store)), batch_sampler=batches, collate_fn=collator,
+                                               num_workers=args.num_workers, pin_memory=torch.cuda.is_available())
+    stream = iter(train_loader)
     bar = tqdm(total=total_steps, initial=progress["global_step"], disable=not accelerator.is_local_main_process,
                desc="training", dynamic_ncols=True)
     timing = {"wait": 0.0, "total": 0.0, "samples": 0}
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     for epoch in range(progress["epoch"], num_epochs):
-        loader = make_loader(epoch, progress["batches_done"] if epoch == progress["epoch"] else 0)
         model.train()
         tick = time.perf_counter()
-        for batch in loader:
+        for batch in stream:
             batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
             waited = time.perf_counter() - tick
             if "waveforms" in batch:
@@ -290,6 +314,13 @@ def main(argv=None):
         if progress["global_step"] >= total_steps:
             break
     bar.close()
+    del stream, train_loader  # stops the workers
+    if test_trials and (output_dir / "best_model").is_dir():
+        # The model picked on the validation speakers, tested once on the evaluation trials.
+        selected = EISVForSpeakerVerification.from_pretrained(output_dir / "best_model").to(accelerator.device)
+        progress["test_results"] = evaluate(f"epoch {progress['best_epoch']}, selected on validation", test_trials,
+                                            selected, name="test")
+        del selected
 
     # -- export and push ---------------------------------------------------------------------
     stats = {"samples_per_s": timing["samples"] / max(timing["total"], 1e-9),
@@ -297,17 +328,21 @@ def main(argv=None):
              "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
              "num_processes": accelerator.num_processes, "mixed_precision": mixed_precision,
-             "skipped_non_finite_steps": progress.get("skipped_steps", 0)}
+             "skipped_non_finite_steps": progress.get("skipped_steps", 0),
+             "wall_s": time.perf_counter() - started}
     exit_code = 0
     if accelerator.is_main_process:
         final = output_dir / "model"
         finalize_model_folder(output_dir / "best_model", final, progress, stats, (data, model_args, recipe, args),
-                              num_speakers, network.num_parameters(), indexed, held_out, argv)
+                              num_speakers, network.num_parameters(), indexed, held_out, argv,
+                              validation_speakers=validation_speakers)
         history = [h for h in progress["history"] if h["results"]]
         if history:
             first, best = history[0]["results"]["overall"]["eer"], progress["best_eer"]
-            say(f"Dev EER before training {first:.2f}% -> best after training {best:.2f}% "
-                f"(epoch {progress['best_epoch']}); model in {final}")
+            say(f"{'Validation' if validation_trials else 'Dev'} EER before training {first:.2f}% -> best after "
+                f"training {best:.2f}% (epoch {progress['best_epoch']}); model in {final}")
+        if progress.get("test_results"):
+            say(f"Test EER of the selected model on {data.trials}: {progress['test_results']['overall']['eer']:.2f}%")
         say(f"Throughput {stats['samples_per_s']:.1f} samples/s, data wait {100 * stats['data_wait_fraction']:.1f}% "
             f"of step time, device {stats['device']}")
         if args.push_to_hub:

@@ -33,6 +33,17 @@ class DataArguments:
     skip_bad_rows: bool = field(default=False, metadata={
         "help": "Drop unreadable/empty/NaN rows (listed in OUTPUT_DIR/bad_rows.csv) instead of stopping."})
     eval_max_trials: Optional[int] = field(default=None, metadata={"help": "Evaluate on a seeded random subset of trials."})
+    validation_speakers: int = field(default=0, metadata={
+        "help": "Hold out N training speakers (spread over corpora, split fixed by --validation_seed) and pick the "
+                "best epoch on trials among them (OUTPUT_DIR/validation_trials.csv); --trials is then evaluated "
+                "once, on the selected model, at the end. 0: pick the best epoch on --trials itself."})
+    validation_seed: int = field(default=0, metadata={
+        "help": "Seed of the validation speaker split and its trials (not --seed: every run shares the split)."})
+    validation_max_targets: int = field(default=4000, metadata={
+        "help": "Target trials in the validation list (as many non-targets)."})
+    test_on_trials: bool = field(default=True, metadata={
+        "help": "With --validation_speakers: evaluate the selected model on --trials at the end "
+                "(--no_test_on_trials for sweeps that must not see the evaluation trials)."})
 
 
 @dataclass

@@ -50,8 +50,11 @@ def _datasets_info(report_rows, held_out):
 
 
 def finalize_model_folder(best_folder, final, progress, stats, argument_groups, num_speakers, num_parameters, indexed,
-                          held_out, argv):
-    """Copy the best checkpoint's model folder to `final` with a model card and `training_results.json`."""
+                          held_out, argv, validation_speakers=()):
+    """Copy the best checkpoint's model folder to `final` with a model card and `training_results.json`.
+
+    With `validation_speakers`, the best epoch was picked on them and `progress["test_results"]` holds
+    the selected model's one evaluation on the trial list: the card reports both, test first."""
     data, model_args, recipe, args = argument_groups
     best_folder, final = Path(best_folder), Path(final)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -59,8 +62,11 @@ def finalize_model_folder(best_folder, final, progress, stats, argument_groups, 
         shutil.copytree(best_folder, staging, dirs_exist_ok=True)
         config = json.loads((staging / "config.json").read_text())
         history = [h for h in progress["history"] if h["results"]]
-        summary = {"progress": {k: v for k, v in progress.items() if k != "history"}, "history": progress["history"],
-                   "stats": stats, "held_out_speakers": held_out, "num_speakers": num_speakers}
+        summary = {"progress": {k: v for k, v in progress.items() if k not in ("history", "test_results")},
+                   "history": progress["history"], "test_results": progress.get("test_results"),
+                   "selection": "validation speakers" if validation_speakers else "trials",
+                   "validation_speakers": list(validation_speakers), "stats": stats, "held_out_speakers": held_out,
+                   "num_speakers": num_speakers}
         (staging / "training_results.json").write_text(json.dumps(summary, indent=2))
         corpora = {}
         for corpus, speaker, seconds in zip(indexed["corpus"], indexed["speaker"], indexed["duration_s"]):
@@ -72,10 +78,17 @@ def finalize_model_folder(best_folder, final, progress, stats, argument_groups, 
             entry["speakers"] = len(entry.pop("speaker_set"))
         results = []
         best = next((h for h in history if h["epoch"] == progress.get("best_epoch")), None)
+        test = progress.get("test_results")
+        if test is not None:
+            evaluation = {"metrics": {"cosine": test}, "num_trials": test["num_trials"], "scoring": "cosine"}
+            results.append(results_from_evaluation(
+                evaluation, f"{Path(data.trials).name} (unseen speakers; epoch picked on validation speakers)"))
         if best is not None:
             evaluation = {"metrics": {"cosine": best["results"]}, "num_trials": best["results"]["num_trials"],
                           "scoring": "cosine"}
-            results.append(results_from_evaluation(evaluation, f"{Path(data.trials).name} (held-out speakers)"))
+            name = (f"validation trials ({len(validation_speakers)} held-out training speakers)" if validation_speakers
+                    else f"{Path(data.trials).name} (held-out speakers)")
+            results.append(results_from_evaluation(evaluation, name))
         info = {
             "model_name": args.hub_model_id or final.parent.name,
             "config": config,
