@@ -1,0 +1,70 @@
+"""The ablation driver's recipe rows and choices, and the table renderer (experiments/)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import ablation  # noqa: E402
+import render_ablation  # noqa: E402
+
+
+def test_rows_switch_the_components_on_one_by_one():
+    settings = {"learning_rate": 1e-4, "erl_weight": 2.0, "em_ratio": 0.3, "copypaste_prob": 0.5}
+    flags = {row: " ".join(ablation.row_args(row, settings)) for row in ablation.ROWS}
+    assert "--no_copypaste --erl_weight 0 --em_select none" in flags[1]
+    assert "--copypaste " in flags[2] and "--erl_weight 0 --em_select none" in flags[2]
+    assert "--erl_weight 2.0 --em_select none" in flags[3]
+    assert "--em_select energy --em_ratio 0.3" in flags[4]
+    assert "--em_select random --em_ratio 0.3" in flags[5]
+    assert all("--learning_rate 0.0001" in f for f in flags.values())
+
+
+def _summary(run, eer):
+    return {"row": run.row, "settings": run.settings, "validation": {"best_eer": eer}}
+
+
+def test_choice_takes_the_lowest_validation_eer_per_knob():
+    runs = ablation.sweep_runs("ge2e")
+    assert len({run.id for run in runs}) == len(runs)
+    eers = {run.id: 20.0 for run in runs}
+    eers["ge2e-sweep-baseline-lr5e-05"] = 18.0
+    eers["ge2e-sweep-full-em_ratio0.3"] = 19.0
+    chosen = ablation.choose("ge2e", [_summary(run, eers[run.id]) for run in runs])["settings"]
+    assert chosen == dict(ablation.START["ge2e"], learning_rate=5e-5, em_ratio=0.3)
+
+
+def _table_run(encoder, row, seed, eer):
+    conditions = {c: {"eer": eer + 1} for c, _ in render_ablation.CONDITIONS}
+    return {"id": f"{encoder}-row{row}-seed{seed}", "encoder": encoder, "stage": "table", "row": row,
+            "row_name": ablation.ROWS.get(row, "no fine-tuning"), "seed": seed, "settings": {},
+            "validation": {"best_eer": eer, "best_epoch": 3, "results": {"overall": {"min_dcf_0.01": 0.9}}},
+            "test": {"overall": {"eer": eer, "min_dcf_0.01": 0.9}, "by_condition": conditions},
+            "stats": {"device": "NVIDIA H100", "wall_s": 60}}
+
+
+def test_render_gives_mean_std_relative_change_and_verdicts(tmp_path):
+    (tmp_path / "json").mkdir()
+    values = {1: [20.0, 21.0, 22.0], 2: [19.0, 19.5, 20.0], 3: [19.0, 19.5, 20.0], 4: [15.0, 15.5, 16.0],
+              5: [19.0, 19.5, 20.0]}
+    for row, eers in values.items():
+        for seed, eer in enumerate(eers):
+            run = _table_run("ge2e", row, seed, eer)
+            (tmp_path / "json" / f"{run['id']}.json").write_text(json.dumps(run))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{render_ablation.START}\nold\n{render_ablation.END}\nend\n")
+    render_ablation.main(["--output", str(tmp_path), "--readme", str(readme)])
+    table = (tmp_path / "table.md").read_text()
+    assert "| 1. baseline (AAM only) | 3 | 21.00 ± 1.00 |" in table
+    assert "-26.2%" in table  # row 4: 15.5 against 21.0
+    assert "full recipe (row 4 vs 1): helped" in table
+    assert "ERL loss (row 3 vs 2): no clear effect" in table
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text and "-26.2%" in text
+
+
+def test_render_refuses_a_missing_folder(tmp_path):
+    with pytest.raises(SystemExit, match="json"):
+        render_ablation.main(["--output", str(tmp_path / "none")])
