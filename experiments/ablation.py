@@ -159,6 +159,8 @@ class Scheduler:
         busy = [gpu for _, _, gpu, _ in self.running.values()]
         gpu = min(self.gpus, key=busy.count) if self.gpus else None
         env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
+        # Side-by-side runs share the CPUs: keep each one's math threads to its share.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
         run_dir.mkdir(parents=True, exist_ok=True)
         log = open(run_dir / "train.log", "a")
         process = subprocess.Popen([sys.executable, str(REPO / "train_eisv.py"), *args], stdout=log,
