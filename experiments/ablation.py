@@ -12,6 +12,8 @@ checkpoint), every number written as JSON under OUTPUT/json/:
 2. table: rows 0-5 of the issue with the chosen settings, seeds 0 1 2. The best epoch is picked on
    the validation speakers (12 training speakers held out); the selected model is then tested
    once on shared/data/dev_trials.csv.
+3. alternatives: the other knobs of DESIGN.md (which pair member EM masks, contiguous or scattered
+   masks, CopyPaste patterns, a stronger invariance push), each on the full recipe, same seeds.
 
 `python experiments/render_ablation.py --output results/ablation` renders the tables.
 Runs go to OUTPUT/runs/<id>/ (checkpoints, logs, model) and are not part of the results.
@@ -20,7 +22,7 @@ Runs go to OUTPUT/runs/<id>/ (checkpoints, logs, model) and are not part of the 
 import argparse
 import json
 import os
-import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -49,6 +51,15 @@ SWEEP = {
     "ecapa": {"learning_rate": [1e-3, 4e-3], "erl_weight": [0.3, 3.0], "em_ratio": [0.1, 0.3], "copypaste_prob": [1.0]},
 }
 EPOCHS = {"ge2e": 12, "ecapa": 16}
+# Stage 3, the knobs of DESIGN.md that the sweep leaves alone, each on top of the full recipe with
+# the chosen settings, 3 seeds (tried because the full recipe fell short of the paper's -19.29%).
+ALTERNATIVES = {
+    "em-second-member": ["--em_members", "second"],  # mask only the CopyPaste composite of a pair
+    "em-scattered": ["--no_em_contiguous"],  # scattered frames instead of contiguous blocks
+    "cp-neutral-emotional": ["--copypaste_patterns", '{"neutral_emotional": 0.5, "emotional_neutral": 0.5}'],
+    "cp-original-vs-copypaste": ["--copypaste_patterns", '{"original_copypaste": 1.0}'],
+    "strong-invariance": ["--erl_weight", "3", "--copypaste_prob", "1.0"],
+}
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Run:
     seed: int
     settings: dict
     args: list = field(default_factory=list)
+    extra: list = field(default_factory=list)  # flags after the row's (an alternative's knobs)
 
 
 def encoder_args(encoder, ge2e_init):
@@ -122,6 +134,11 @@ def table_runs(encoder, settings, seeds):
             for row in ROWS for seed in seeds]
 
 
+def alternative_runs(encoder, settings, seeds):
+    return [Run(f"{encoder}-alt-{name}-seed{seed}", encoder, "alternative", 4, seed, dict(settings), extra=list(flags))
+            for name, flags in ALTERNATIVES.items() for seed in seeds]
+
+
 def summarize(run, run_dir) -> dict:
     """The run's numbers: validation curve and best epoch, the selected model's test results, speed."""
     results = json.loads((run_dir / "model" / "training_results.json").read_text())
@@ -129,7 +146,8 @@ def summarize(run, run_dir) -> dict:
     best_epoch = results["progress"]["best_epoch"]
     best = next(h["results"] for h in history if h["epoch"] == best_epoch)
     return {"id": run.id, "encoder": run.encoder, "stage": run.stage, "row": run.row, "row_name": ROWS.get(run.row),
-            "seed": run.seed, "settings": run.settings, "command": "python train_eisv.py " + " ".join(run.args),
+            "seed": run.seed, "settings": run.settings, "alternative": shlex.join(run.extra) or None,
+            "command": "python train_eisv.py " + shlex.join(run.args),
             "validation": {"best_eer": best["overall"]["eer"], "best_epoch": best_epoch,
                            "eer_by_epoch": [round(h["results"]["overall"]["eer"], 3) for h in history],
                            "results": best},
@@ -235,7 +253,8 @@ def main(argv=None):
                              "default: convert into OUTPUT/ge2e-resemblyzer")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=ENCODERS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--stage", choices=["sweep", "table", "all"], default="all")
+    parser.add_argument("--stage", choices=["sweep", "table", "alternatives", "all"], default="all",
+                        help="all = sweep, table, then alternatives")
     parser.add_argument("--jobs", type=int, default=1, help="training runs side by side")
     parser.add_argument("--gpus", default=None, help="comma-separated GPU ids the jobs share (default: all visible)")
     parser.add_argument("--workers", type=int, default=None, help="data workers per run (default: CPUs / jobs - 1)")
@@ -264,7 +283,7 @@ def main(argv=None):
         for run in runs:
             run.args = (common_args(run.encoder, args.shared_data, workers) + encoder_args(run.encoder, args.ge2e_init)
                         + row_args(run.row, run.settings) + ["--seed", str(run.seed)]
-                        + (["--no_test_on_trials"] if run.stage == "sweep" else []) + args.extra)
+                        + run.extra + (["--no_test_on_trials"] if run.stage == "sweep" else []) + args.extra)
         return runs
 
     if args.stage in ("sweep", "all"):
@@ -287,6 +306,12 @@ def main(argv=None):
             return 0
         if "ge2e" in args.encoders:
             evaluate_pretrained(args.ge2e_init, args.shared_data, output, "cuda" if num_gpus else "cpu")
+    if args.stage in ("alternatives", "all"):
+        chosen = json.loads((output / "chosen.json").read_text())
+        runs = with_args([run for encoder in args.encoders
+                          for run in alternative_runs(encoder, chosen[encoder]["settings"], args.seeds)])
+        if not scheduler.run(runs):
+            return 0
     if scheduler.failed:
         print(f"[ablation] {len(scheduler.failed)} runs failed: {' '.join(scheduler.failed)}", flush=True)
         return 1
