@@ -18,6 +18,7 @@ import numpy as np
 
 CONDITIONS = (("same_emotion", "same emo."), ("neutral_vs_emotional", "neutral vs emo."),
               ("emotional_vs_emotional", "emo. vs emo."))
+CORPORA = (("ravdess", "RAVDESS"), ("emodb", "EmoDB"))
 ENCODER_TITLES = {"ge2e": "GE2E (resemblyzer weights, fine-tuned)", "ecapa": "ECAPA-TDNN C=512 (from scratch)"}
 START, END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 
@@ -49,6 +50,8 @@ def row_stats(runs):
              "validation_eer": mean_std([run["validation"]["best_eer"] for run in runs])}
     for condition, _ in CONDITIONS:
         stats[condition] = mean_std([t["by_condition"].get(condition, {}).get("eer") for t in tests])
+    for corpus, _ in CORPORA:
+        stats[f"corpus/{corpus}"] = mean_std([t.get("by_corpus", {}).get(corpus, {}).get("eer") for t in tests])
     stats["seeds"] = len(runs)
     return stats
 
@@ -77,13 +80,14 @@ def encoder_tables(encoder, runs, chosen) -> list:
     if encoder in chosen:
         settings = ", ".join(f"{k} {v:g}" for k, v in chosen[encoder]["settings"].items())
         lines += [f"Settings chosen on the validation speakers: {settings}.", ""]
-    header = ["row", "seeds", "EER (%)", "minDCF(0.01)", "rel. EER vs row 1"] + [t for _, t in CONDITIONS] + [
-        "validation EER (%)"]
+    header = (["row", "seeds", "EER (%)", "minDCF(0.01)", "rel. EER vs row 1"] + [t for _, t in CONDITIONS]
+              + [t for _, t in CORPORA] + ["validation EER (%)"])
     lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row, s in stats.items():
         relative = "–" if base is None or row == 1 else f"{100 * (s['eer'][0] - base) / base:+.1f}%"
         cells = [f"{row}. {names[row]}", str(s["seeds"]), fmt(*s["eer"]), fmt(*s["min_dcf"], digits=3), relative]
-        cells += [fmt(*s[c]) for c, _ in CONDITIONS] + [fmt(*s["validation_eer"])]
+        cells += [fmt(*s[c]) for c, _ in CONDITIONS] + [fmt(*s[f"corpus/{c}"]) for c, _ in CORPORA]
+        cells += [fmt(*s["validation_eer"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     steps = [(2, 1, "CopyPaste"), (3, 2, "ERL loss"), (4, 3, "energy EM"), (4, 5, "energy vs random mask"),
@@ -93,6 +97,45 @@ def encoder_tables(encoder, runs, chosen) -> list:
         lines += ["Did each component help (test EER, row against row)?", ""]
         lines += [f"- {what} (row {a} vs {b}): {verdict(stats[a], stats[b])}" for a, b, what in found]
         lines.append("")
+    lines += alternatives_table(encoder, runs, stats.get(1))
+    return lines
+
+
+def alternatives_table(encoder, runs, baseline) -> list:
+    """The DESIGN.md knobs tried on top of the full recipe: validation and test EER over seeds."""
+    groups = {}
+    for run in runs:
+        if run["encoder"] == encoder and run["stage"] == "alternative" and run.get("test"):
+            groups.setdefault(run["id"].rsplit("-seed", 1)[0].split("-alt-", 1)[1], []).append(run)
+    if not groups:
+        return []
+    lines = ["Other knobs of DESIGN.md, each on top of the full recipe (row 4):", "",
+             "| variant | flags | seeds | validation EER (%) | EER (%) | rel. EER vs row 1 | RAVDESS | EmoDB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, members in sorted(groups.items(), key=lambda item: row_stats(item[1])["validation_eer"][0]):
+        s = row_stats(members)
+        relative = "–" if baseline is None else f"{100 * (s['eer'][0] - baseline['eer'][0]) / baseline['eer'][0]:+.1f}%"
+        lines.append(f"| {name} | `{members[0]['alternative']}` | {s['seeds']} | {fmt(*s['validation_eer'])} | "
+                     f"{fmt(*s['eer'])} | {relative} | {fmt(*s['corpus/ravdess'])} | {fmt(*s['corpus/emodb'])} |")
+    lines += ["", "(sorted by validation EER, the figure a choice may use)", ""]
+    return lines
+
+
+def multi_gpu_table(runs) -> list:
+    reruns = [run for run in runs if run["stage"] == "multi_gpu"]
+    if not reruns:
+        return []
+    lines = ["#### The same run on several GPUs (data parallel, per-GPU batch 32x4, LR x sqrt(N))", "",
+             "| run | GPUs | learning rate | samples/s | EER (%) | validation EER (%) |", "|---|---:|---:|---:|---:|---:|"]
+    by_id = {run["id"]: run for run in runs}
+    for run in sorted(reruns, key=lambda r: r["stats"]["num_processes"]):
+        original = by_id.get(run["id"].rsplit("-", 1)[0])
+        for item in ([original] if original and run is reruns[0] else []) + [run]:
+            lines.append(f"| {item['id']} | {item['stats']['num_processes']} | {item['settings']['learning_rate']:g} | "
+                         f"{item['stats']['samples_per_s']:,.0f} | {item['test']['overall']['eer']:.2f} | "
+                         f"{item['validation']['best_eer']:.2f} |")
+    lines += ["", "The 1-GPU run shared its host with 15 other ablation runs, the re-runs had it to themselves: "
+              "compare their samples/s with benchmarks/bench_training_scaling.py, not with each other.", ""]
     return lines
 
 
@@ -116,6 +159,7 @@ def render(output: Path) -> str:
     lines = []
     for encoder in ("ge2e", "ecapa"):
         lines += encoder_tables(encoder, runs, chosen)
+    lines += multi_gpu_table(runs)
     lines += sweep_table(runs, chosen)
     cards = sorted({run["stats"].get("device") for run in runs if run.get("stats", {}).get("device")})
     minutes = sum(run.get("stats", {}).get("wall_s", 0) for run in runs) / 60
