@@ -14,6 +14,7 @@ checkpoint), every number written as JSON under OUTPUT/json/:
    once on shared/data/dev_trials.csv.
 3. alternatives: the other knobs of DESIGN.md (which pair member EM masks, contiguous or scattered
    masks, CopyPaste patterns, a stronger invariance push), each on the full recipe, same seeds.
+4. stability: the GE2E full recipe at each swept learning rate, seeds 0-4, counting divergences.
 
 `python experiments/render_ablation.py --output results/ablation` renders the tables.
 Runs go to OUTPUT/runs/<id>/ (checkpoints, logs, model) and are not part of the results.
@@ -60,6 +61,11 @@ ALTERNATIVES = {
     "cp-original-vs-copypaste": ["--copypaste_patterns", '{"original_copypaste": 1.0}'],
     "strong-invariance": ["--erl_weight", "3", "--copypaste_prob", "1.0"],
 }
+# Stage 4: GE2E fine-tunes diverged for some seeds at the swept learning rate (see the alternatives),
+# so the full recipe runs at each learning rate with five seeds; a run counts as diverged when it
+# skipped non-finite steps or its validation EER after the last epoch is 5 points above the start.
+STABILITY = {"ge2e": [5e-5, 1e-4, 2e-4]}
+STABILITY_SEEDS = [0, 1, 2, 3, 4]
 
 
 @dataclass
@@ -137,6 +143,11 @@ def table_runs(encoder, settings, seeds):
 def alternative_runs(encoder, settings, seeds):
     return [Run(f"{encoder}-alt-{name}-seed{seed}", encoder, "alternative", 4, seed, dict(settings), extra=list(flags))
             for name, flags in ALTERNATIVES.items() for seed in seeds]
+
+
+def stability_runs(encoder, settings):
+    return [Run(f"{encoder}-stability-lr{rate:g}-seed{seed}", encoder, "stability", 4, seed,
+                dict(settings, learning_rate=rate)) for rate in STABILITY.get(encoder, []) for seed in STABILITY_SEEDS]
 
 
 def summarize(run, run_dir) -> dict:
@@ -253,8 +264,8 @@ def main(argv=None):
                              "default: convert into OUTPUT/ge2e-resemblyzer")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=ENCODERS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--stage", choices=["sweep", "table", "alternatives", "all"], default="all",
-                        help="all = sweep, table, then alternatives")
+    parser.add_argument("--stage", choices=["sweep", "table", "alternatives", "stability", "all"], default="all",
+                        help="all = sweep, table, alternatives, then stability")
     parser.add_argument("--jobs", type=int, default=1, help="training runs side by side")
     parser.add_argument("--gpus", default=None, help="comma-separated GPU ids the jobs share (default: all visible)")
     parser.add_argument("--workers", type=int, default=None, help="data workers per run (default: CPUs / jobs - 1)")
@@ -310,6 +321,12 @@ def main(argv=None):
         chosen = json.loads((output / "chosen.json").read_text())
         runs = with_args([run for encoder in args.encoders
                           for run in alternative_runs(encoder, chosen[encoder]["settings"], args.seeds)])
+        if not scheduler.run(runs):
+            return 0
+    if args.stage in ("stability", "all"):
+        chosen = json.loads((output / "chosen.json").read_text())
+        runs = with_args([run for encoder in args.encoders
+                          for run in stability_runs(encoder, chosen[encoder]["settings"])])
         if not scheduler.run(runs):
             return 0
     if scheduler.failed:

@@ -121,6 +121,33 @@ def alternatives_table(encoder, runs, baseline) -> list:
     return lines
 
 
+def diverged(run) -> bool:
+    """Skipped non-finite steps, or a validation EER after the last epoch 5 points above the start."""
+    curve = run["validation"]["eer_by_epoch"]
+    return run["stats"].get("skipped_non_finite_steps", 0) > 0 or curve[-1] > curve[0] + 5
+
+
+def stability_table(runs) -> list:
+    groups = {}
+    for run in runs:
+        if run["stage"] == "stability":
+            groups.setdefault((run["encoder"], run["settings"]["learning_rate"]), []).append(run)
+    if not groups:
+        return []
+    lines = ["#### Stability of the GE2E fine-tune: full recipe, five seeds per learning rate", "",
+             "| encoder | learning rate | seeds | diverged | validation EER (%) | EER (%) | EER of the runs that did not diverge |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for (encoder, rate), members in sorted(groups.items()):
+        stable = [run for run in members if not diverged(run)]
+        s = row_stats(members)
+        kept = fmt(*row_stats(stable)["eer"]) if stable else "–"
+        lines.append(f"| {encoder} | {rate:g} | {len(members)} | {len(members) - len(stable)} | "
+                     f"{fmt(*s['validation_eer'])} | {fmt(*s['eer'])} | {kept} |")
+    lines += ["", "Diverged: skipped non-finite steps, or validation EER after the last epoch 5 points above "
+              "the pretrained encoder's.", ""]
+    return lines
+
+
 def multi_gpu_table(runs) -> list:
     reruns = [run for run in runs if run["stage"] == "multi_gpu"]
     if not reruns:
@@ -159,6 +186,7 @@ def render(output: Path) -> str:
     lines = []
     for encoder in ("ge2e", "ecapa"):
         lines += encoder_tables(encoder, runs, chosen)
+    lines += stability_table(runs)
     lines += multi_gpu_table(runs)
     lines += sweep_table(runs, chosen)
     cards = sorted({run["stats"].get("device") for run in runs if run.get("stats", {}).get("device")})
