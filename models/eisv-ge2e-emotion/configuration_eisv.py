@@ -1,0 +1,176 @@
+"""Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM) and their training losses."""
+
+from transformers import PretrainedConfig
+
+ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm")
+FRONTENDS = ("kaldi_fbank", "ge2e_mel")
+# Which input frontend each encoder is built for: the GE2E weights expect 40 power-mel bands.
+DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel"}
+
+
+class EISVConfig(PretrainedConfig):
+    r"""
+    Configuration of an emotion-invariant speaker-verification model (`model_type="eisv"`).
+
+    Args:
+        encoder_type (`str`, *optional*, defaults to `"ecapa_tdnn"`):
+            Speaker encoder: `"ecapa_tdnn"` (Desplanques et al. 2020) or `"ge2e_lstm"` (the
+            3-layer LSTM of Wan et al. 2018 as shipped by the `resemblyzer` package).
+        frontend (`str`, *optional*):
+            Input features the encoder expects: `"kaldi_fbank"` (log mel filterbank, 25 ms / 10 ms,
+            per-utterance mean normalisation) or `"ge2e_mel"` (power mel spectrogram, no log, as
+            resemblyzer computes it). Defaults to the natural one of `encoder_type`.
+        num_mel_bins (`int`, *optional*):
+            Number of mel bands of the frontend. Defaults to 80 for `kaldi_fbank`, 40 for `ge2e_mel`.
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            Sampling rate of the audio the model is trained on, in Hz.
+        embedding_size (`int`, *optional*):
+            Size of the speaker embedding. Defaults to 192 for ECAPA-TDNN, 256 for GE2E.
+        ecapa_channels (`int`, *optional*, defaults to 512):
+            Channels C of the ECAPA-TDNN frame layers (512 or 1024 in the ECAPA paper).
+        ecapa_mfa_channels (`int`, *optional*):
+            Channels of the multi-layer feature aggregation layer. Defaults to `3 * ecapa_channels`.
+        ecapa_res2net_scale (`int`, *optional*, defaults to 8):
+            Number of Res2Net groups; must divide `ecapa_channels`.
+        ecapa_se_channels (`int`, *optional*, defaults to 128):
+            Bottleneck channels of the squeeze-excitation blocks.
+        ecapa_attention_channels (`int`, *optional*, defaults to 128):
+            Hidden channels of the attentive statistics pooling.
+        ecapa_kernel_sizes (`list[int]`, *optional*, defaults to `[5, 3, 3, 3]`):
+            Kernel size of the first TDNN layer and of the three SE-Res2Net blocks.
+        ecapa_dilations (`list[int]`, *optional*, defaults to `[1, 2, 3, 4]`):
+            Dilations of the same four layers.
+        ge2e_hidden_size (`int`, *optional*, defaults to 256):
+            Units per LSTM layer of the GE2E encoder.
+        ge2e_num_layers (`int`, *optional*, defaults to 3):
+            LSTM layers of the GE2E encoder.
+        ge2e_partial_frames (`int`, *optional*, defaults to 160):
+            The GE2E encoder embeds windows ("partials") of this many frames (1.6 s) and averages
+            them, exactly as `resemblyzer.VoiceEncoder.embed_utterance` does.
+        ge2e_partial_rate (`float`, *optional*, defaults to 1.3):
+            Partials per second of audio (resemblyzer's `rate`); sets the window step.
+        ge2e_min_coverage (`float`, *optional*, defaults to 0.75):
+            A last partial that covers less than this fraction of real audio is dropped.
+        num_speakers (`int`, *optional*, defaults to 1):
+            Training speakers: rows of the AAM-softmax head. Kept as a number, not as a label map,
+            so that `config.json` stays small.
+        aam_margin (`float`, *optional*, defaults to 0.2):
+            Additive angular margin m of the AAM-softmax (ArcFace) loss, in radians. This is the
+            final margin; a training schedule may warm it up from 0.
+        aam_scale (`float`, *optional*, defaults to 30.0):
+            Scale s of the AAM-softmax logits.
+        erl_weight (`float`, *optional*, defaults to 0.0):
+            Weight λ of the emotion-robust loss λ·(1 − cos(e₁, e₂)) over the parallel pairs a
+            batch marks. 0 disables it (the paper's baseline).
+        verification_threshold (`float`, *optional*):
+            Cosine-score threshold for an accept decision, set by training at the dev-set EER
+            point. `None` when the model was never calibrated.
+    """
+
+    model_type = "eisv"
+
+    def __init__(
+        self,
+        encoder_type="ecapa_tdnn",
+        frontend=None,
+        num_mel_bins=None,
+        sampling_rate=16000,
+        embedding_size=None,
+        ecapa_channels=512,
+        ecapa_mfa_channels=None,
+        ecapa_res2net_scale=8,
+        ecapa_se_channels=128,
+        ecapa_attention_channels=128,
+        ecapa_kernel_sizes=(5, 3, 3, 3),
+        ecapa_dilations=(1, 2, 3, 4),
+        ge2e_hidden_size=256,
+        ge2e_num_layers=3,
+        ge2e_partial_frames=160,
+        ge2e_partial_rate=1.3,
+        ge2e_min_coverage=0.75,
+        num_speakers=1,
+        aam_margin=0.2,
+        aam_scale=30.0,
+        erl_weight=0.0,
+        verification_threshold=None,
+        **kwargs,
+    ):
+        self.encoder_type = encoder_type
+        self.frontend = frontend if frontend is not None else DEFAULT_FRONTEND.get(encoder_type)
+        self.num_mel_bins = num_mel_bins if num_mel_bins is not None else (40 if self.frontend == "ge2e_mel" else 80)
+        self.sampling_rate = sampling_rate
+        self.embedding_size = embedding_size if embedding_size is not None else (256 if encoder_type == "ge2e_lstm" else 192)
+        self.ecapa_channels = ecapa_channels
+        self.ecapa_mfa_channels = ecapa_mfa_channels if ecapa_mfa_channels is not None else 3 * ecapa_channels
+        self.ecapa_res2net_scale = ecapa_res2net_scale
+        self.ecapa_se_channels = ecapa_se_channels
+        self.ecapa_attention_channels = ecapa_attention_channels
+        self.ecapa_kernel_sizes = list(ecapa_kernel_sizes)
+        self.ecapa_dilations = list(ecapa_dilations)
+        self.ge2e_hidden_size = ge2e_hidden_size
+        self.ge2e_num_layers = ge2e_num_layers
+        self.ge2e_partial_frames = ge2e_partial_frames
+        self.ge2e_partial_rate = ge2e_partial_rate
+        self.ge2e_min_coverage = ge2e_min_coverage
+        self.num_speakers = num_speakers
+        self.aam_margin = aam_margin
+        self.aam_scale = aam_scale
+        self.erl_weight = erl_weight
+        self.verification_threshold = verification_threshold
+        super().__init__(**kwargs)
+        self._validate()
+
+    def _validate(self):
+        """All checks of field combinations, in one place; each error names the field."""
+
+        def fail(field, message):
+            raise ValueError(f"EISVConfig.{field}={getattr(self, field)!r}: {message}")
+
+        if self.encoder_type not in ENCODER_TYPES:
+            fail("encoder_type", f"unknown encoder; choose one of {ENCODER_TYPES}")
+        if self.frontend not in FRONTENDS:
+            fail("frontend", f"unknown frontend; choose one of {FRONTENDS}")
+        if self.encoder_type == "ge2e_lstm" and self.frontend != "ge2e_mel":
+            fail("frontend", "the ge2e_lstm encoder expects the 'ge2e_mel' frontend (40 power-mel bands)")
+        for field in ("num_mel_bins", "sampling_rate", "embedding_size", "num_speakers"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(field, "must be a positive integer")
+        if self.encoder_type == "ecapa_tdnn":
+            for field in ("ecapa_channels", "ecapa_mfa_channels", "ecapa_se_channels", "ecapa_attention_channels"):
+                if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+                    fail(field, "must be a positive integer")
+            if self.ecapa_res2net_scale < 1 or self.ecapa_channels % self.ecapa_res2net_scale:
+                fail("ecapa_res2net_scale", f"must divide ecapa_channels={self.ecapa_channels}")
+            if len(self.ecapa_kernel_sizes) != 4:
+                fail("ecapa_kernel_sizes", "needs 4 entries: the first TDNN layer and 3 SE-Res2Net blocks")
+            if len(self.ecapa_dilations) != 4:
+                fail("ecapa_dilations", "needs 4 entries: the first TDNN layer and 3 SE-Res2Net blocks")
+            if any(k < 1 or k % 2 == 0 for k in self.ecapa_kernel_sizes):
+                fail("ecapa_kernel_sizes", "kernel sizes must be odd and positive (time length is kept)")
+        if self.encoder_type == "ge2e_lstm":
+            if self.ge2e_hidden_size < 1 or self.ge2e_num_layers < 1:
+                fail("ge2e_hidden_size", "hidden size and ge2e_num_layers must be positive")
+            if self.ge2e_partial_frames < 1:
+                fail("ge2e_partial_frames", "must be positive")
+            if not 0 < self.ge2e_min_coverage <= 1:
+                fail("ge2e_min_coverage", "must lie in (0, 1]")
+            step = self.ge2e_partial_step
+            if not 0 < step <= self.ge2e_partial_frames:
+                fail("ge2e_partial_rate", f"gives a window step of {step} frames; it must be in 1..ge2e_partial_frames")
+        if not 0 <= self.aam_margin < 1.5:
+            fail("aam_margin", "must be in [0, 1.5) radians")
+        if self.aam_scale <= 0:
+            fail("aam_scale", "must be positive")
+        if self.erl_weight < 0:
+            fail("erl_weight", "must be >= 0")
+
+    @property
+    def hop_length(self) -> int:
+        """Frame step of both frontends, in samples (10 ms)."""
+        return self.sampling_rate // 100
+
+    @property
+    def ge2e_partial_step(self) -> int:
+        """Frames between two GE2E partial windows (77 at 16 kHz and rate 1.3, as resemblyzer)."""
+        return int(round((self.sampling_rate / self.ge2e_partial_rate) / self.hop_length))

@@ -1,0 +1,232 @@
+"""Waveform -> frame features for EISV encoders: Kaldi-style log fbank (ECAPA) or GE2E power mel."""
+
+import math
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank
+
+# Waveforms with a channel axis of at most this many entries are treated as multi-channel audio.
+_MAX_CHANNELS = 8
+
+
+class EISVFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns 16 kHz speech into `input_features` (batch, frames, mel bins) and a frame-level
+    `attention_mask` (batch, frames), 1 for real frames and 0 for padding.
+
+    Two frontends, both with a 10 ms frame step:
+
+    - `"kaldi_fbank"` (ECAPA-TDNN): 25 ms frames taken inside the signal (Kaldi's `snip_edges`, so
+      `1 + (samples - 400) // 160` frames at 16 kHz), DC removal, pre-emphasis 0.97, Povey window,
+      512-point FFT, Kaldi mel filters from 20 Hz to Nyquist, natural log, then the utterance mean
+      is subtracted over real frames only. No dither: features are deterministic.
+    - `"ge2e_mel"` (GE2E LSTM): what `resemblyzer` computes with librosa: centred 25 ms Hann frames
+      (`1 + samples // 160` frames), 400-point FFT, Slaney mel filters, power, no log. Quiet
+      audio is first raised to -30 dBFS (`min_level_dbfs`), as resemblyzer's `preprocess_wav` does;
+      its voice-activity trimming of long silences is not applied.
+
+    Input: one waveform or a list of them, each a 1-D array, list or tensor of samples at
+    16 kHz. Floats are taken as they are (nominally in [-1, 1]); int16 / int32 / uint8 PCM is
+    scaled to [-1, 1]. A 2-D array is one multi-channel recording (channels on the axis of at most
+    8 entries, either `(channels, samples)` as torchaudio loads or `(samples, channels)` as
+    soundfile loads) and is averaged to mono. Batches are passed as lists, never as 2-D arrays.
+
+    Args:
+        feature_type (`str`, defaults to `"kaldi_fbank"`): `"kaldi_fbank"` or `"ge2e_mel"`.
+        feature_size (`int`, *optional*): mel bins; 80 for fbank and 40 for GE2E when not given.
+        sampling_rate (`int`, defaults to 16000): the only rate accepted, in Hz.
+        padding_value (`float`, defaults to 0.0): value of padded feature frames.
+        min_level_dbfs (`float`, *optional*): utterances quieter than this RMS level (dB relative
+            to full scale) are amplified to it; louder ones are left alone. Defaults to -30 for
+            `ge2e_mel` (whose power features depend on level) and to None (off) for `kaldi_fbank`
+            (whose mean normalisation removes level).
+    """
+
+    model_input_names = ["input_features", "attention_mask"]
+
+    def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0,
+                 min_level_dbfs="default", **kwargs):
+        if feature_type not in ("kaldi_fbank", "ge2e_mel"):
+            raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose 'kaldi_fbank' or 'ge2e_mel'")
+        if feature_size is None:
+            feature_size = 40 if feature_type == "ge2e_mel" else 80
+        kwargs.setdefault("return_attention_mask", True)
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.feature_type = feature_type
+        if min_level_dbfs == "default":
+            min_level_dbfs = -30.0 if feature_type == "ge2e_mel" else None
+        self.min_level_dbfs = min_level_dbfs
+        self.win_length = int(round(0.025 * sampling_rate))  # 400 samples
+        self.hop_length = sampling_rate // 100  # 160 samples
+        self.center = feature_type == "ge2e_mel"
+        if feature_type == "kaldi_fbank":
+            self.n_fft = 1 << math.ceil(math.log2(self.win_length))  # 512
+            filters = mel_filter_bank(self.n_fft // 2 + 1, feature_size, 20.0, sampling_rate / 2, sampling_rate,
+                                      norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)
+            window = torch.hann_window(self.win_length, periodic=False, dtype=torch.float64).pow(0.85)
+        else:
+            self.n_fft = self.win_length
+            filters = mel_filter_bank(self.n_fft // 2 + 1, feature_size, 0.0, sampling_rate / 2, sampling_rate,
+                                      norm="slaney", mel_scale="slaney")
+            window = torch.hann_window(self.win_length, periodic=True, dtype=torch.float64)
+        self._mel_filters = torch.from_numpy(np.asarray(filters, dtype=np.float32))  # (n_fft // 2 + 1, mel)
+        self._window = window.float()
+
+    def to_dict(self):
+        output = super().to_dict()
+        for key in ("_mel_filters", "_window", "win_length", "hop_length", "center", "n_fft"):
+            output.pop(key, None)
+        return output
+
+    # -- frame grid -----------------------------------------------------------------------------
+
+    def num_frames(self, num_samples: int) -> int:
+        """Feature frames produced for a waveform of `num_samples` samples."""
+        if self.center:
+            return 1 + num_samples // self.hop_length
+        return 0 if num_samples < self.win_length else 1 + (num_samples - self.win_length) // self.hop_length
+
+    def num_frames_tensor(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """`num_frames` of each entry of a (batch,) integer tensor."""
+        if self.center:
+            return 1 + num_samples // self.hop_length
+        return torch.where(num_samples < self.win_length, 0, 1 + (num_samples - self.win_length) // self.hop_length)
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest waveform that gives at least one frame, in samples."""
+        return 1 if self.center else self.win_length
+
+    def frame_waveforms(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) -> (batch, frames, win_length) windows on the feature frame grid.
+
+        Frame i of the features is computed from row i here, so other frame-level quantities
+        (e.g. RMS energy for emotion-aware masking) line up with the features exactly.
+        """
+        if self.center:
+            pad = self.n_fft // 2
+            waveforms = torch.nn.functional.pad(waveforms, (pad, pad))
+        if waveforms.shape[-1] < self.win_length:
+            waveforms = torch.nn.functional.pad(waveforms, (0, self.win_length - waveforms.shape[-1]))
+        return waveforms.unfold(-1, self.win_length, self.hop_length)
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def _to_mono_float(self, waveform, index: int) -> np.ndarray:
+        """One input -> 1-D float32 array; errors name the input's position in the batch."""
+        where = f"EISVFeatureExtractor: input {index}"
+        if isinstance(waveform, torch.Tensor):
+            waveform = waveform.detach().cpu().numpy()
+        try:
+            array = np.asarray(waveform)
+        except (ValueError, TypeError) as error:
+            raise TypeError(f"{where} is not a numeric array ({error})") from None
+        if array.dtype.kind in "iu":
+            if array.dtype == np.uint8:
+                array = (array.astype(np.float32) - 128.0) / 128.0
+            else:
+                array = array.astype(np.float32) / float(np.iinfo(array.dtype).max + 1)
+        elif array.dtype.kind == "f":
+            array = array.astype(np.float32, copy=False)
+        else:
+            raise TypeError(f"{where} has non-numeric dtype {array.dtype}; pass audio samples as floats or PCM integers")
+        if array.ndim == 2:
+            channel_axis = int(np.argmin(array.shape))
+            if array.shape[channel_axis] > _MAX_CHANNELS:
+                raise ValueError(
+                    f"{where} is a 2-D array of shape {array.shape}; a 2-D array is read as one multi-channel "
+                    f"recording (at most {_MAX_CHANNELS} channels). Pass a batch as a list of 1-D arrays.")
+            array = array.mean(axis=channel_axis)
+        elif array.ndim != 1:
+            raise ValueError(f"{where} has shape {array.shape}; expected 1-D samples or (channels, samples)")
+        if array.size == 0:
+            raise ValueError(f"{where} is empty (0 samples)")
+        if not np.isfinite(array).all():
+            bad = int(np.flatnonzero(~np.isfinite(array))[0])
+            raise ValueError(f"{where} contains NaN or Inf (first at sample {bad})")
+        if array.size < self.min_samples:
+            raise ValueError(
+                f"{where} has {array.size} samples; the {self.feature_type} frontend needs at least "
+                f"{self.min_samples} ({1000 * self.min_samples / self.sampling_rate:.0f} ms)")
+        return array
+
+    def _check_sampling_rate(self, sampling_rate):
+        if sampling_rate is None:
+            raise ValueError(
+                f"EISVFeatureExtractor needs sampling_rate=... with every call (the model expects "
+                f"{self.sampling_rate} Hz audio); pass the rate of your audio so a mismatch is caught.")
+        if sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"EISVFeatureExtractor: audio at {sampling_rate} Hz, but the model expects {self.sampling_rate} Hz. "
+                f"Resample first, e.g. torchaudio.functional.resample(waveform, {sampling_rate}, {self.sampling_rate}) "
+                f"or datasets' dataset.cast_column('audio', Audio(sampling_rate={self.sampling_rate})).")
+
+    # -- features -------------------------------------------------------------------------------
+
+    def extract(self, waveforms: torch.Tensor, num_samples: torch.Tensor):
+        """Batched features of already validated, zero-padded mono audio, on the waveforms' device
+        (so a training loop can compute them on the GPU).
+
+        Args:
+            waveforms: (batch, samples) float32.
+            num_samples: (batch,) real samples of each row.
+        Returns:
+            features (batch, frames, feature_size) float32, padded frames set to `padding_value`;
+            attention_mask (batch, frames) int32.
+        """
+        device = waveforms.device
+        waveforms = waveforms.float()
+        num_samples = torch.as_tensor(num_samples, device=device).long()
+        if self.min_level_dbfs is not None:
+            rms = (waveforms.pow(2).sum(-1) / num_samples.clamp_min(1)).sqrt().clamp_min(1e-10)
+            gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
+            waveforms = waveforms * gain.unsqueeze(-1)
+        frames = self.frame_waveforms(waveforms)  # (B, T, win)
+        lengths = self.num_frames_tensor(num_samples)
+        frames = frames[:, : int(lengths.max())]
+        mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]  # (B, T)
+        if self.feature_type == "kaldi_fbank":
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+            frames = frames - 0.97 * previous
+        spectrum = torch.fft.rfft(frames * self._window.to(device), n=self.n_fft).abs().pow(2)  # (B, T, n_fft//2+1)
+        features = spectrum @ self._mel_filters.to(device)  # (B, T, mel)
+        if self.feature_type == "kaldi_fbank":
+            features = features.clamp_min(torch.finfo(torch.float32).eps).log()
+            maskf = mask.unsqueeze(-1).float()
+            mean = (features * maskf).sum(1, keepdim=True) / maskf.sum(1, keepdim=True).clamp_min(1.0)
+            features = features - mean
+        features = features.masked_fill(~mask.unsqueeze(-1), self.padding_value)
+        return features, mask.int()
+
+    def __call__(self, raw_speech, sampling_rate=None, return_tensors=None, return_attention_mask=None, padding=True,
+                 **kwargs):
+        """Features of one waveform or a list of waveforms, padded to the longest.
+
+        Returns a `BatchFeature` with `input_features` (batch, frames, feature_size) and, unless
+        `return_attention_mask=False`, `attention_mask` (batch, frames).
+        """
+        self._check_sampling_rate(sampling_rate)
+        if padding not in (True, "longest"):
+            raise ValueError(f"EISVFeatureExtractor pads to the longest input; padding={padding!r} is not supported")
+        if kwargs:
+            unknown = ", ".join(sorted(kwargs))
+            raise TypeError(f"EISVFeatureExtractor got unexpected arguments: {unknown}")
+        is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and not np.isscalar(raw_speech[0])
+        items = list(raw_speech) if is_batched else [raw_speech]
+        if not items:
+            raise ValueError("EISVFeatureExtractor: the batch is empty")
+        arrays = [self._to_mono_float(item, i) for i, item in enumerate(items)]
+        num_samples = torch.tensor([a.size for a in arrays])
+        waveforms = torch.zeros(len(arrays), int(num_samples.max()))
+        for row, array in enumerate(arrays):
+            waveforms[row, : array.size] = torch.from_numpy(array)
+        features, mask = self.extract(waveforms, num_samples)
+        data = {"input_features": features}
+        if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
+            data["attention_mask"] = mask
+        if return_tensors == "pt":
+            return BatchFeature(data, tensor_type="pt")
+        return BatchFeature({k: v.numpy() for k, v in data.items()}, tensor_type=return_tensors)
