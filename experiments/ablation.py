@@ -309,26 +309,19 @@ def main(argv=None):
             print(f"[ablation] chosen for {encoder}: {chosen[encoder]}", flush=True)
         old = json.loads((output / "chosen.json").read_text()) if (output / "chosen.json").exists() else {}
         write_json(output / "chosen.json", {**old, **chosen})
-    if args.stage in ("table", "all"):
+    # The later stages use the settings the sweep chose; the table also scores the pretrained GE2E (row 0).
+    later_stages = {"table": lambda encoder, settings: table_runs(encoder, settings, args.seeds),
+                    "alternatives": lambda encoder, settings: alternative_runs(encoder, settings, args.seeds),
+                    "stability": stability_runs}
+    for stage, make_runs in later_stages.items():
+        if args.stage not in (stage, "all"):
+            continue
         chosen = json.loads((output / "chosen.json").read_text())
-        runs = with_args([run for encoder in args.encoders
-                          for run in table_runs(encoder, chosen[encoder]["settings"], args.seeds)])
+        runs = with_args([run for encoder in args.encoders for run in make_runs(encoder, chosen[encoder]["settings"])])
         if not scheduler.run(runs):
             return 0
-        if "ge2e" in args.encoders:
+        if stage == "table" and "ge2e" in args.encoders:
             evaluate_pretrained(args.ge2e_init, args.shared_data, output, "cuda" if num_gpus else "cpu")
-    if args.stage in ("alternatives", "all"):
-        chosen = json.loads((output / "chosen.json").read_text())
-        runs = with_args([run for encoder in args.encoders
-                          for run in alternative_runs(encoder, chosen[encoder]["settings"], args.seeds)])
-        if not scheduler.run(runs):
-            return 0
-    if args.stage in ("stability", "all"):
-        chosen = json.loads((output / "chosen.json").read_text())
-        runs = with_args([run for encoder in args.encoders
-                          for run in stability_runs(encoder, chosen[encoder]["settings"])])
-        if not scheduler.run(runs):
-            return 0
     if scheduler.failed:
         print(f"[ablation] {len(scheduler.failed)} runs failed: {' '.join(scheduler.failed)}", flush=True)
         return 1

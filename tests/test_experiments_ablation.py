@@ -68,3 +68,26 @@ def test_render_gives_mean_std_relative_change_and_verdicts(tmp_path):
 def test_render_refuses_a_missing_folder(tmp_path):
     with pytest.raises(SystemExit, match="json"):
         render_ablation.main(["--output", str(tmp_path / "none")])
+
+
+def test_later_stages_queue_their_runs_with_the_chosen_settings(tmp_path, monkeypatch):
+    queued = []
+    monkeypatch.setattr(ablation.Scheduler, "run", lambda self, runs: queued.extend(runs) or True)
+    monkeypatch.setattr(ablation, "evaluate_pretrained", lambda *a: queued.append("row0"))
+    (tmp_path / "init").mkdir()
+    (tmp_path / "init" / "config.json").write_text("{}")
+    chosen = {e: {"settings": dict(ablation.START[e], erl_weight=2.0)} for e in ablation.ENCODERS}
+    (tmp_path / "chosen.json").write_text(json.dumps(chosen))
+    common = ["--output", str(tmp_path), "--ge2e_init", str(tmp_path / "init"), "--seeds", "0", "1"]
+    for stage in ("table", "alternatives", "stability"):
+        assert ablation.main(common + ["--stage", stage]) == 0
+    runs = [run for run in queued if run != "row0"]
+    assert queued.count("row0") == 1
+    assert sum(run.stage == "table" for run in runs) == 2 * len(ablation.ROWS) * 2
+    assert sum(run.stage == "alternative" for run in runs) == 2 * len(ablation.ALTERNATIVES) * 2
+    assert sum(run.stage == "stability" for run in runs) == 3 * 5  # GE2E only: 3 learning rates x 5 seeds
+    table = next(run for run in runs if run.id == "ecapa-row3-seed1")
+    assert "--erl_weight 2.0" in " ".join(table.args) and "--seed 1" in " ".join(table.args)
+    assert "--no_test_on_trials" not in table.args
+    alternative = next(run for run in runs if run.id == "ge2e-alt-em-second-member-seed0")
+    assert alternative.args[-2:] == ["--em_members", "second"]
