@@ -93,8 +93,11 @@ def load_training_data(data, output_dir, accelerator):
             dataset = dataset.filter(lambda s: s not in set(held_out), input_columns="speaker")
     validation_trials, validation_speakers = None, []
     if data.validation_speakers:
-        dataset, validation, validation_speakers = carve_validation_speakers(dataset, data.validation_speakers,
-                                                                            data.validation_seed)
+        try:
+            dataset, validation, validation_speakers = carve_validation_speakers(dataset, data.validation_speakers,
+                                                                                data.validation_seed)
+        except ValueError as error:
+            raise SystemExit(f"train_eisv: --validation_speakers: {error}") from None
         with accelerator.main_process_first():
             validation, _ = index_dataset(validation, neutral_emotions=(data.neutral_label,),
                                           skip_bad_rows=data.skip_bad_rows,
