@@ -97,11 +97,11 @@ def encoder_tables(encoder, runs, chosen) -> list:
         lines += ["Did each component help (test EER, row against row)?", ""]
         lines += [f"- {what} (row {a} vs {b}): {verdict(stats[a], stats[b])}" for a, b, what in found]
         lines.append("")
-    lines += alternatives_table(encoder, runs, stats.get(1))
+    lines += alternatives_table(encoder, runs, stats.get(1), rows.get(4, []))
     return lines
 
 
-def alternatives_table(encoder, runs, baseline) -> list:
+def alternatives_table(encoder, runs, baseline, full_recipe_runs) -> list:
     """The DESIGN.md knobs tried on top of the full recipe: validation and test EER over seeds."""
     groups = {}
     for run in runs:
@@ -112,8 +112,11 @@ def alternatives_table(encoder, runs, baseline) -> list:
     lines = ["Other knobs of DESIGN.md, each on top of the full recipe (row 4):", "",
              "| variant | flags | seeds | validation EER (%) | EER (%) | rel. EER vs row 1 | RAVDESS | EmoDB |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    row4 = {run["seed"]: run["test"]["overall"]["eer"] for run in full_recipe_runs}
     for name, members in sorted(groups.items(), key=lambda item: row_stats(item[1])["validation_eer"][0]):
         s = row_stats(members)
+        if all(row4.get(run["seed"]) == run["test"]["overall"]["eer"] for run in members):
+            name += " (= row 4: the sweep chose these values already; same seeds, same result)"
         relative = "–" if baseline is None else f"{100 * (s['eer'][0] - baseline['eer'][0]) / baseline['eer'][0]:+.1f}%"
         lines.append(f"| {name} | `{members[0]['alternative']}` | {s['seeds']} | {fmt(*s['validation_eer'])} | "
                      f"{fmt(*s['eer'])} | {relative} | {fmt(*s['corpus/ravdess'])} | {fmt(*s['corpus/emodb'])} |")
