@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from data_collators import AudioStore, EISVCollator, SpeakerEmotionBatchSampler, index_dataset, load_source
 from data_collators.sources import load_protocol_split
+from eisv_tools.atomic_files import atomic_path
 from eisv_tools.trials import read_trials
 from eisv_training.arguments import parse_arguments
 from eisv_training.checkpoints import latest_checkpoint, read_progress, save_checkpoint
@@ -107,9 +108,8 @@ def load_training_data(data, output_dir, accelerator):
             trials = make_validation_trials(validation.map(lambda p: {"path": str(Path(p).resolve())},
                                                            input_columns="path"),
                                             data.validation_max_targets, data.validation_seed, (data.neutral_label,))
-            staging = validation_trials.with_name(f".{validation_trials.name}.tmp")
-            trials.to_csv(staging, index=False)
-            staging.replace(validation_trials)
+            with atomic_path(validation_trials) as staging:
+                trials.to_csv(staging, index=False)
         accelerator.wait_for_everyone()
     with accelerator.main_process_first():
         indexed, report = index_dataset(dataset, neutral_emotions=(data.neutral_label,),

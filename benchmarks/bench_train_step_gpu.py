@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +37,8 @@ from machine import cpu_model  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
 
 SR, CROP_S, NUM_SPEAKERS, EM_RATIO, EM_BLOCK = 16000, 2.0, 71, 0.1, 20
 SYSTEMS = ("ours", "ours_full", "sb", "ge2e")
@@ -195,7 +196,7 @@ def main(argv=None):
     results = [run(system, compiled, args, device) for system in args.variants
                for compiled in ((False, True) if args.compile else (False,))]
 
-    print(f"\n| system | mode | params | median ms | p10 ms | p90 ms | samples/s | peak MiB | first step s | compile s |")
+    print("\n| system | mode | params | median ms | p10 ms | p90 ms | samples/s | peak MiB | first step s | compile s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         cell = lambda key, fmt: format(r[key], fmt) if r.get(key) is not None else "-"  # noqa: E731
@@ -211,11 +212,7 @@ def main(argv=None):
     if args.output:
         payload = {"machine": info, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                    "results": results, "ratios": ratio}
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=args.output.parent, prefix=args.output.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, args.output)
+        write_text_atomic(args.output, json.dumps(payload, indent=2))
         print(f"wrote {args.output}")
 
 

@@ -22,6 +22,9 @@ import torch
 import machine
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
 
 
 def run(processes, args, output_dir, workers):
@@ -80,10 +83,7 @@ def main(argv=None):
               f"{100 * row['scaling_efficiency']:.0f}% | {100 * row['data_wait_fraction']:.1f}% | "
               f"{'–' if memory is None else f'{memory:.2f}'} |")
     if args.output:
-        target = Path(args.output)
-        staging = target.with_name(f".{target.name}.tmp")
-        staging.write_text(json.dumps({"machine": header, "rows": rows}, indent=2))
-        staging.replace(target)
+        write_text_atomic(args.output, json.dumps({"machine": header, "rows": rows}, indent=2))
     return 0
 
 

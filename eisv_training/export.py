@@ -10,7 +10,7 @@ from pathlib import Path
 from model_cards.generate import KNOWN_CORPORA, results_from_evaluation, write_model_card
 
 
-def _replace_folder(staging: Path, final: Path):
+def replace_folder(staging: Path, final: Path):
     """Move a finished `staging` folder to `final`, keeping the old `final` until the new one is there."""
     previous = final.with_name(f".{final.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
@@ -33,7 +33,7 @@ def export_model(network, feature_extractor, folder, results=None):
         feature_extractor.save_pretrained(staging)
         if results is not None:
             (staging / "dev_results.json").write_text(json.dumps(results, indent=2))
-        _replace_folder(staging, folder)
+        replace_folder(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -111,7 +111,7 @@ def finalize_model_folder(best_folder, final, progress, stats, argument_groups, 
                          else model_args.init_from)
         info = {k: v for k, v in info.items() if v not in (None, [])}
         write_model_card(staging, info)
-        _replace_folder(staging, final)
+        replace_folder(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final

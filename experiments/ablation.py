@@ -32,6 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
+
 ENCODERS = ("ge2e", "ecapa")
 VALIDATION_SPEAKERS = 12
 # Recipe rows of the issue: 1 baseline, 2 +CopyPaste, 3 +ERL, 4 +EM (full recipe), 5 full with a random mask.
@@ -166,9 +170,7 @@ def summarize(run, run_dir) -> dict:
 
 
 def write_json(path, value):
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(value, indent=2))
-    staging.replace(path)
+    write_text_atomic(path, json.dumps(value, indent=2))
 
 
 class Scheduler:
@@ -226,6 +228,7 @@ class Scheduler:
             if time.monotonic() > self.deadline:
                 for process, run, _, log in self.running.values():
                     os.killpg(process.pid, signal.SIGKILL)
+                    log.close()
                     print(f"[ablation] time budget: stopped {run.id} (resumes next time)", flush=True)
                 self.running.clear()
                 return False

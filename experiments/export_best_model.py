@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from eisv_training.export import replace_folder  # noqa: E402
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification  # noqa: E402
 
 BASE_MODEL = "the GE2E encoder shipped in the `resemblyzer` wheel (Apache-2.0; trained on LibriSpeech and VoxCeleb)"
@@ -46,7 +47,7 @@ def rewrite_card(card: str, run: dict, name: str, row_summary: str, ablation_com
         if old not in card:
             raise SystemExit(f"export_best_model: the generated card has no {old!r}; was it made by train_eisv.py?")
         card = card.replace(old, new)
-    lines, out, skip = card.split("\n"), [], False
+    lines, out = card.split("\n"), []
     for line in lines:
         if line.startswith("| fine-tuned from |"):
             line = f"| fine-tuned from | {BASE_MODEL} |"
@@ -106,9 +107,7 @@ def main(argv=None):
         command = f"python experiments/ablation.py --output {output} --jobs 16 --gpus 0,1,2,3"
         card = rewrite_card((source / "README.md").read_text(), run, target.name, summary, command)
         (staging / "README.md").write_text(card)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"export_best_model: {run['id']} (validation EER {run['validation']['best_eer']:.2f}%, dev EER "

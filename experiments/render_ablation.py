@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
+
 CONDITIONS = (("same_emotion", "same emo."), ("neutral_vs_emotional", "neutral vs emo."),
               ("emotional_vs_emotional", "emo. vs emo."))
 CORPORA = (("ravdess", "RAVDESS"), ("emodb", "EmoDB"))
@@ -206,9 +209,7 @@ def replace_between_markers(path: Path, text: str):
         raise SystemExit(f"render_ablation: {path} has no {START} ... {END} markers")
     head, rest = content.split(START, 1)
     _, tail = rest.split(END, 1)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(f"{head}{START}\n{text}{END}{tail}")
-    staging.replace(path)
+    write_text_atomic(path, f"{head}{START}\n{text}{END}{tail}")
 
 
 def main(argv=None):
@@ -220,9 +221,7 @@ def main(argv=None):
     if not (output / "json").is_dir():
         raise SystemExit(f"render_ablation: {output / 'json'} does not exist; run experiments/ablation.py first")
     text = render(output)
-    staging = output / ".table.md.tmp"
-    staging.write_text(text)
-    staging.replace(output / "table.md")
+    write_text_atomic(output / "table.md", text)
     if args.readme:
         replace_between_markers(Path(args.readme), text)
     print(text)
