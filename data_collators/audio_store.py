@@ -50,6 +50,14 @@ class _StoreBase:
         features = dataset.features
         self.speakers = list(getattr(features["speaker_id"], "names", []) or [])
         self.emotions = list(getattr(features["emotion_id"], "names", []) or [])
+        self._index_speakers()
+
+    @property
+    def num_speakers(self) -> int:
+        """Speakers of the store, speed-perturbed copies included."""
+        return int(self.speaker_ids.max()) + 1 if len(self.speaker_ids) else 0
+
+    def _index_speakers(self):
         self._by_speaker = {}  # speaker id -> {emotion id -> rows}
         for row, (speaker, emotion) in enumerate(zip(self.speaker_ids.tolist(), self.emotion_ids.tolist())):
             self._by_speaker.setdefault(speaker, {}).setdefault(emotion, []).append(row)
@@ -83,12 +91,14 @@ class AudioStore(_StoreBase):
         dataset: output of `index_dataset`.
         sampling_rate: Hz, as indexed.
         max_bytes: refuse to hold more than this many bytes of audio (2 bytes per sample).
+        speed_factors: e.g. (0.9, 1.1): every clip is held again at each speed as a new speaker (rows
+            `len(dataset) * k + row`, speakers `id + k * num_speakers`); `num_speakers` counts them.
     """
 
-    def __init__(self, dataset, sampling_rate: int = 16000, max_bytes: int = 2 * 1024**3):
+    def __init__(self, dataset, sampling_rate: int = 16000, max_bytes: int = 2 * 1024**3, speed_factors=()):
         super().__init__(dataset, sampling_rate)
         total = int(self.lengths.sum())
-        if 2 * total > max_bytes:
+        if 2 * total * (1 + sum(1.0 / f for f in speed_factors)) > max_bytes:
             raise MemoryError(
                 f"AudioStore: {total / sampling_rate / 3600:.1f} h of audio needs {2 * total / 2**30:.2f} GiB "
                 f"(> max_bytes={max_bytes / 2**30:.2f} GiB); raise max_bytes or use LazyAudioStore")
@@ -105,6 +115,41 @@ class AudioStore(_StoreBase):
             start, stop, self.rms[row] = active_span(waveform)
             self.active[row] = start, stop
             self.samples[self.offsets[row]:self.offsets[row + 1]] = np.round(np.clip(waveform, -1.0, 1.0) * 32767.0)
+        if speed_factors:
+            self._add_speed_copies(speed_factors)
+
+    def _add_speed_copies(self, factors):
+        """Append every clip again at each speed factor (resampled by 1/factor: tempo and pitch change,
+        as sox `speed`), each copy under a new speaker: `name@speed0.9`, id + k * speakers."""
+        import torch
+        import torchaudio
+
+        if any(not 0.5 <= f <= 2.0 or f == 1.0 for f in factors):
+            raise ValueError(f"AudioStore: speed factors {list(factors)} must lie in [0.5, 2] and differ from 1")
+        num_rows, num_speakers = len(self.lengths), int(self.speaker_ids.max()) + 1
+        names = self.speakers or [str(i) for i in range(num_speakers)]
+        chunks, lengths, rms, active = [self.samples[: self.offsets[-1]]], [self.lengths], [self.rms], [self.active]
+        for factor in factors:
+            new_lengths = np.empty(num_rows, dtype=np.int64)
+            for row in range(num_rows):
+                wave = torch.from_numpy(self.waveform(row))
+                changed = torchaudio.functional.resample(wave, int(round(100 * factor)), 100).numpy()
+                new_lengths[row] = changed.size
+                chunks.append(np.round(np.clip(changed, -1.0, 1.0) * 32767.0).astype(np.int16))
+            lengths.append(new_lengths)
+            rms.append(self.rms[:num_rows].copy())
+            active.append(np.round(self.active[:num_rows] / factor).astype(np.int64).clip(0, new_lengths[:, None]))
+        k = len(factors) + 1
+        self.samples = np.concatenate(chunks)
+        self.lengths, self.rms, self.active = np.concatenate(lengths), np.concatenate(rms), np.concatenate(active)
+        self.offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
+        self.paths = self.paths * k
+        self.speaker_ids = np.concatenate([self.speaker_ids + i * num_speakers for i in range(k)])
+        self.emotion_ids = np.tile(self.emotion_ids, k)
+        self.is_neutral = np.tile(self.is_neutral, k)
+        self.speakers = names + [f"{name}@speed{f:g}" for f in factors for name in names]
+        self._index_speakers()
 
     @property
     def nbytes(self) -> int:

@@ -101,7 +101,8 @@ class EISVCollator:
 
     def __call__(self, items, rng: np.random.Generator = None) -> dict:
         """Items -> {"input_features" (B, T, F) float32, "attention_mask" (B, T) int32, "labels" (B,)
-        long, "pair_index" (pairs, 2) long, "em_mask" (B, T) bool}; B = len(items)."""
+        long, "pair_index" (pairs, 2) long, "em_mask" (B, T) bool, "neutral_rows" (B,) bool: a plain
+        crop of a neutral utterance (the teacher anchor's reference)}; B = len(items)."""
         rows = np.asarray([int(item["row_index"]) if isinstance(item, dict) else int(item) for item in items])
         if len(rows) == 0:
             raise ValueError("EISVCollator: empty batch")
@@ -113,9 +114,11 @@ class EISVCollator:
             raise ValueError(f"EISVCollator: one batch holds items of epochs {sorted(tagged)}")
         rng = self._rng(rows, tagged.pop() if tagged else self.epoch) if rng is None else rng
         waves, pairs, masked = [None] * len(rows), [], np.zeros(len(rows), dtype=bool)
+        plain = np.zeros(len(rows), dtype=bool)  # a crop of one real utterance, not a CopyPaste composite
         for u, v in self._candidate_pairs(rows):
             if v is None:
                 waves[u] = self.store.crop(rows[u], self.crop_samples, rng)
+                plain[u] = True
                 continue
             if self.copypaste and rng.random() < self.copypaste_prob:
                 pair = self.builder.make_pair(rows[u], rows[v], rng)
@@ -124,6 +127,7 @@ class EISVCollator:
             else:
                 waves[u] = self.store.crop(rows[u], self.crop_samples, rng)
                 waves[v] = self.store.crop(rows[v], self.crop_samples, rng)
+                plain[[u, v]] = True
                 if self.pair_without_copypaste:
                     pairs.append((u, v))
         pair_index = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
@@ -146,7 +150,7 @@ class EISVCollator:
             em_mask = emotion_aware_mask(energy, lengths, self.em_ratio, self.em_select,
                                          self.em_contiguous, self.em_block_frames, masked, rng)
         batch = {"labels": torch.from_numpy(self.store.speaker_ids[rows].copy()), "pair_index": pair_index,
-                 "em_mask": em_mask}
+                 "em_mask": em_mask, "neutral_rows": torch.from_numpy(plain & self.store.is_neutral[rows])}
         if self.return_waveforms:  # the consumer runs feature_extractor.extract, e.g. on the GPU
             batch.update(waveforms=waveforms, num_samples=num_samples)
         else:

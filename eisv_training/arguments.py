@@ -11,6 +11,7 @@ from transformers import HfArgumentParser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / "data" / "emodb-mini"
+BUNDLED_NEUTRAL_TRIALS = REPO_ROOT / "data" / "librispeech-mini" / "trials.csv"
 
 
 @dataclass
@@ -18,8 +19,10 @@ class DataArguments:
     data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA)], metadata={
         "help": "Training recordings: AudioFolder folder(s) (metadata.csv), CSV/JSON file(s) of path, speaker, emotion, "
                 "or a Hub dataset id. Speakers that appear in --trials are removed from training."})
-    trials: Optional[str] = field(default=str(DEFAULT_DATA / "trials.csv"), metadata={
-        "help": "Trial CSV (corpus, enroll, test, label, condition) evaluated before training and after each epoch."})
+    trials: Optional[str] = field(default=None, metadata={
+        "help": "Test trial CSV (corpus, enroll, test, label, condition): the selected model is scored on it once, at "
+                "the end. Default: the bundled demo trials when --data is the bundled demo, else none. Speakers "
+                "that appear in it are removed from training."})
     trials_root: Optional[str] = field(default=None, metadata={
         "help": "Folder the trial paths are relative to (default: the trial file's folder)."})
     protocol: Optional[str] = field(default=None, metadata={
@@ -33,17 +36,33 @@ class DataArguments:
     skip_bad_rows: bool = field(default=False, metadata={
         "help": "Drop unreadable/empty/NaN rows (listed in OUTPUT_DIR/bad_rows.csv) instead of stopping."})
     eval_max_trials: Optional[int] = field(default=None, metadata={"help": "Evaluate on a seeded random subset of trials."})
-    validation_speakers: int = field(default=0, metadata={
-        "help": "Hold out N training speakers (spread over corpora, split fixed by --validation_seed) and pick the "
-                "best epoch on trials among them (OUTPUT_DIR/validation_trials.csv); --trials is then evaluated "
-                "once, on the selected model, at the end. 0: pick the best epoch on --trials itself."})
+    validation_speakers: Optional[int] = field(default=None, metadata={
+        "help": "Hold out N training speakers (spread over corpora, split fixed by --validation_seed); their trials "
+                "(OUTPUT_DIR/validation_trials.csv) are one of the selection lists. Default: 12 with --protocol "
+                "shared, else about 10%% of the speakers (at least 2); 0 = none."})
+    validation_trials: list[str] = field(default_factory=lambda: ["auto"], metadata={
+        "help": "Further selection trial lists, each PATH or PATH::ROOT (paths inside relative to ROOT, default the "
+                "file's folder), evaluated before training and after every epoch. 'auto' = the neutral forgetting "
+                "check: shared/data/neutral_trials.csv with --protocol shared, else the bundled "
+                "data/librispeech-mini/trials.csv; 'none' = no further list."})
+    select_on_trials: bool = field(default=False, metadata={
+        "help": "Also use --trials as a selection list, i.e. pick the epoch on the list the model is tested on (a "
+                "demo's shortcut; the card then says so). Needed when there is no other selection list."})
+    selection_eer_floor: float = field(default=1.0, metadata={
+        "help": "Selection score = mean over the selection lists of (EER - EER_start) / max(EER_start, floor): the "
+                "relative change against the starting model, with the start's EER (in %%) floored so that one "
+                "error on an easy list (the neutral check starts near 0.2%%) does not dominate. The start itself "
+                "scores 0 and competes with every epoch."})
     validation_seed: int = field(default=0, metadata={
         "help": "Seed of the validation speaker split and its trials (not --seed: every run shares the split)."})
     validation_max_targets: int = field(default=4000, metadata={
         "help": "Target trials in the validation list (as many non-targets)."})
     test_on_trials: bool = field(default=True, metadata={
-        "help": "With --validation_speakers: evaluate the selected model on --trials at the end "
-                "(--no_test_on_trials for sweeps that must not see the evaluation trials)."})
+        "help": "Evaluate the selected model on --trials at the end (--no_test_on_trials for sweeps that must not "
+                "see the evaluation trials)."})
+    speed_perturb: Optional[str] = field(default=None, metadata={
+        "help": "Comma-separated speed factors, e.g. '0.9,1.1': every training clip also enters at each speed, as "
+                "a new speaker (WeSpeaker's speaker-count tripling); speed changes pitch and tempo like sox speed."})
 
 
 @dataclass
@@ -60,6 +79,25 @@ class ModelArguments:
     erl_weight: float = field(default=1.0, metadata={
         "help": "Weight λ of the ERL loss λ·(1 − cos) on parallel pairs; 0 = off (the paper's baseline). 1.0 won the "
                 "GE2E sweep on validation speakers (results/ablation; ECAPA from scratch preferred 3.0)."})
+    freeze_layers: int = field(default=0, metadata={
+        "help": "Freeze the lowest N layers of the encoder (GE2E: LSTM layers, then the projection; ECAPA: the "
+                "input block, the SE-Res2 blocks, the aggregation, the pooling, the embedding layer)."})
+    layer_lr_decay: float = field(default=1.0, metadata={
+        "help": "Layer-wise learning rate: the top encoder layer trains at --learning_rate, each layer below at "
+                "this factor times the one above (1.0 = one rate; the AAM head always gets the full rate)."})
+    kd_weight: float = field(default=0.0, metadata={
+        "help": "Weight of the teacher anchor λ_kd·(1 − cos(student(x), anchor)): a frozen copy of the starting "
+                "encoder gives the anchor (0 = off; needs --init_from a pretrained model)."})
+    kd_anchor: str = field(default="same_input", metadata={
+        "help": "same_input: the teacher's embedding of the same (unmasked) input; neutral: the teacher's mean "
+                "embedding of the same speaker's plain neutral crops in the batch (the same input where the "
+                "batch has none) — ERL against a fixed anchor instead of another moving embedding."})
+    l2sp_weight: float = field(default=0.0, metadata={
+        "help": "L2-SP: weight of sum((θ − θ_start)²) / sum(θ_start²) over the encoder (0 = off)."})
+    interpolate_alphas: Optional[str] = field(default=None, metadata={
+        "help": "Weight-space interpolation with the start (WiSE-FT): after training, α·θ_last + (1 − α)·θ_start for "
+                "each comma-separated α (e.g. '0.25,0.5,0.75') is scored on the selection lists and competes with "
+                "the epochs."})
 
 
 @dataclass
@@ -85,11 +123,16 @@ class RecipeArguments:
 
 @dataclass
 class TrainingArguments:
-    output_dir: str = field(default="outputs/eisv-default", metadata={"help": "Where checkpoints, logs and the model go."})
+    output_dir: str = field(default="outputs/eisv-default", metadata={
+        "help": "Where checkpoints, logs and the model go. A folder holding another run is refused unless "
+                "--resume or --overwrite_output_dir."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Remove a previous run's checkpoints, models and logs from --output_dir before starting."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (sampler, collator, init)."})
     num_epochs: int = field(default=12, metadata={"help": "Epochs (an epoch = one pass of the sampler)."})
     max_steps: Optional[int] = field(default=None, metadata={"help": "Stop after this many optimizer steps."})
-    speakers_per_batch: int = field(default=6, metadata={"help": "P: speakers per batch (per process)."})
+    speakers_per_batch: Optional[int] = field(default=None, metadata={
+        "help": "P: speakers per batch (per process). Default: 32, or every training speaker when there are fewer."})
     utterances_per_speaker: int = field(default=4, metadata={"help": "K: utterances per speaker per batch."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
     optimizer: str = field(default="adamw", metadata={"help": "adamw or sgd (momentum 0.9, nesterov)."})
@@ -146,6 +189,22 @@ def validate(data, model, recipe, training):
     def fail(flag, message):
         raise SystemExit(f"train_eisv: --{flag}: {message}")
 
+    if model.kd_anchor not in ("same_input", "neutral"):
+        fail("kd_anchor", "choose same_input or neutral")
+    if model.kd_weight and model.init_from == "scratch":
+        fail("kd_weight", "needs a pretrained starting model (--init_from), not scratch")
+    if model.freeze_layers < 0 or not 0 < model.layer_lr_decay <= 1:
+        fail("layer_lr_decay", "must lie in (0, 1], and --freeze_layers must be >= 0")
+    for name, spec in (("interpolate_alphas", model.interpolate_alphas), ("speed_perturb", data.speed_perturb)):
+        if spec:
+            try:
+                values = [float(v) for v in spec.split(",")]
+            except ValueError:
+                fail(name, f"{spec!r}: expected comma-separated numbers")
+            if name == "interpolate_alphas" and not all(0 < v < 1 for v in values):
+                fail(name, "every alpha must lie in (0, 1) (0 is the start, 1 the last epoch: both are candidates)")
+            if name == "speed_perturb" and not all(0.5 <= v <= 2 and v != 1 for v in values):
+                fail(name, "every factor must lie in [0.5, 2] and differ from 1")
     if training.learning_rate is None:
         training.learning_rate = 4e-3 if model.init_from == "scratch" else 2e-4
     if data.protocol not in (None, "shared"):
@@ -164,7 +223,7 @@ def validate(data, model, recipe, training):
         fail("mixed_precision", "choose auto, no or bf16")
     if training.push_to_hub and not training.hub_model_id:
         fail("hub_model_id", "is required with --push_to_hub")
-    if training.speakers_per_batch < 2 or training.utterances_per_speaker < 1:
+    if (training.speakers_per_batch is not None and training.speakers_per_batch < 2) or training.utterances_per_speaker < 1:
         fail("speakers_per_batch", "needs at least 2 speakers and 1 utterance each per batch")
     for name in ("column_mapping",):
         value = getattr(data, name)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -49,24 +50,32 @@ def _datasets_info(report_rows, held_out):
     return entries
 
 
-def finalize_model_folder(best_folder, final, progress, stats, argument_groups, num_speakers, num_parameters, indexed,
-                          held_out, argv, validation_speakers=()):
-    """Copy the best checkpoint's model folder to `final` with a model card and `training_results.json`.
+def _card_result(results, name):
+    evaluation = {"metrics": {"cosine": results}, "num_trials": results["num_trials"], "scoring": "cosine"}
+    return results_from_evaluation(evaluation, name)
 
-    With `validation_speakers`, the best epoch was picked on them and `progress["test_results"]` holds
-    the selected model's one evaluation on the trial list: the card reports both, test first."""
+
+def finalize_model_folder(best_folder, final, state, stats, argument_groups, num_speakers, num_parameters, indexed,
+                          run_data, argv):
+    """Copy the selected candidate's model folder to `final` with a model card and `training_results.json`.
+
+    The card reports the selected model on the test list (with the starting model beside it) and on
+    every selection list, each named for what it is."""
     data, model_args, recipe, args = argument_groups
     best_folder, final = Path(best_folder), Path(final)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         shutil.copytree(best_folder, staging, dirs_exist_ok=True)
         config = json.loads((staging / "config.json").read_text())
-        history = [h for h in progress["history"] if h["results"]]
-        summary = {"progress": {k: v for k, v in progress.items() if k not in ("history", "test_results")},
-                   "history": progress["history"], "test_results": progress.get("test_results"),
-                   "selection": "validation speakers" if validation_speakers else "trials",
-                   "validation_speakers": list(validation_speakers), "stats": stats, "held_out_speakers": held_out,
-                   "num_speakers": num_speakers}
+        best = state.best_candidate
+        summary = {"selected": best.name, "selection_score": best.score,
+                   "selection": {"lists": [vars(s) for s in run_data.selection],
+                                 "rule": f"mean relative EER change against the start, start EER floored at "
+                                         f"{data.selection_eer_floor}%", "on_test_trials": bool(data.select_on_trials)},
+                   "state": state.to_dict(), "test_results": state.test_results,
+                   "start_test_results": state.start_test_results,
+                   "validation_speakers": list(run_data.validation_speakers), "stats": stats,
+                   "held_out_speakers": run_data.held_out, "num_speakers": num_speakers}
         (staging / "training_results.json").write_text(json.dumps(summary, indent=2))
         corpora = {}
         for corpus, speaker, seconds in zip(indexed["corpus"], indexed["speaker"], indexed["duration_s"]):
@@ -77,23 +86,25 @@ def finalize_model_folder(best_folder, final, progress, stats, argument_groups, 
         for entry in corpora.values():
             entry["speakers"] = len(entry.pop("speaker_set"))
         results = []
-        best = next((h for h in history if h["epoch"] == progress.get("best_epoch")), None)
-        test = progress.get("test_results")
-        if test is not None:
-            evaluation = {"metrics": {"cosine": test}, "num_trials": test["num_trials"], "scoring": "cosine"}
-            results.append(results_from_evaluation(
-                evaluation, f"{Path(data.trials).name} (unseen speakers; epoch picked on validation speakers)"))
-        if best is not None:
-            evaluation = {"metrics": {"cosine": best["results"]}, "num_trials": best["results"]["num_trials"],
-                          "scoring": "cosine"}
-            name = (f"validation trials ({len(validation_speakers)} held-out training speakers)" if validation_speakers
-                    else f"{Path(data.trials).name} (held-out speakers)")
-            results.append(results_from_evaluation(evaluation, name))
+        test_name = Path(data.trials).name if data.trials else None
+        picked = "picked on these same trials (--select_on_trials)" if data.select_on_trials else \
+            "unseen speakers; model picked on the selection lists"
+        if state.test_results is not None:
+            results.append(_card_result(state.test_results, f"{test_name} ({picked}): {best.name}"))
+        if state.start_test_results is not None and best.name != "start":
+            results.append(_card_result(state.start_test_results, f"{test_name}: the starting model, not fine-tuned"))
+        for item in run_data.selection:
+            if item.name in best.results:
+                label = (f"validation trials ({len(run_data.validation_speakers)} held-out training speakers)"
+                         if item.name == "validation_speakers" else f"{Path(item.path).name} (selection list)")
+                results.append(_card_result(best.results[item.name], f"{label}: {best.name}"))
+                if best.name != "start" and item.name in state.start.results:
+                    results.append(_card_result(state.start.results[item.name], f"{label}: the starting model"))
         info = {
             "model_name": args.hub_model_id or final.parent.name,
             "config": config,
             "num_parameters": num_parameters,
-            "datasets": _datasets_info(corpora, held_out),
+            "datasets": _datasets_info(corpora, run_data.held_out),
             "recipe": {"copypaste": recipe.copypaste, "copypaste_prob": recipe.copypaste_prob,
                        "erl_weight": model_args.erl_weight, "em": recipe.em_select != "none",
                        "em_selection": recipe.em_select, "em_ratio": recipe.em_ratio, "em_apply_to": recipe.em_members,
@@ -101,9 +112,13 @@ def finalize_model_folder(best_folder, final, progress, stats, argument_groups, 
                        "learning_rate": args.learning_rate, "optimizer": args.optimizer,
                        "lr_scheduler": f"warm-up {args.warmup_ratio:.0%}, {args.lr_decay}",
                        "batch_size": args.speakers_per_batch * args.utterances_per_speaker,
-                       "num_epochs": progress["epoch"], "crop_seconds": recipe.crop_seconds, "seed": args.seed},
+                       "num_epochs": state.epoch, "crop_seconds": recipe.crop_seconds, "seed": args.seed,
+                       "selected": best.name, "kd_weight": model_args.kd_weight, "kd_anchor": model_args.kd_anchor,
+                       "freeze_layers": model_args.freeze_layers, "layer_lr_decay": model_args.layer_lr_decay,
+                       "l2sp_weight": model_args.l2sp_weight, "interpolate_alphas": model_args.interpolate_alphas,
+                       "speed_perturb": data.speed_perturb},
             "results": results,
-            "commands": ["python train_eisv.py " + " ".join(sys.argv[1:] if argv is None else argv)],
+            "commands": ["python train_eisv.py " + shlex.join(sys.argv[1:] if argv is None else argv)],
         }
         if model_args.init_from != "scratch":
             key = "base_model_note" if model_args.init_from == "resemblyzer" or Path(model_args.init_from).exists() else "base_model"
@@ -133,7 +148,7 @@ def push_folder(folder, repo_id, private=False) -> int:
         api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload eisv model")
     except Exception as error:
         print(f"push_to_hub: uploading {folder} to {repo_id!r} failed: {error}. The model is intact in {folder}; "
-              f"retry with `huggingface-cli upload {repo_id} {folder}`.", file=sys.stderr)
+              f"retry with `hf upload {repo_id} {folder}`.", file=sys.stderr)
         return 3
     print(f"Pushed {folder} to {repo_id}")
     return 0

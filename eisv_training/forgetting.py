@@ -1,0 +1,108 @@
+"""Fine-tuning that keeps what the starting encoder knew: layer-wise rates and freezing, a teacher anchor, L2-SP.
+
+All of these look at the encoder's parameters by name (`eisv.encoder.*`), bottom layer first, so they
+work for every encoder type without the model knowing about them; the AAM-softmax head (`aam.*`) is
+new for every fine-tune and always trains at the full rate.
+"""
+
+import copy
+import re
+
+import torch
+from torch import nn
+
+# The encoder's layers, bottom first: a parameter belongs to the first pattern its name (after
+# "eisv.encoder.") matches.
+LAYER_PATTERNS = {
+    "ge2e_lstm": [r"lstm\..*_l0$", r"lstm\..*_l1$", r"lstm\..*_l2$", r"lstm\..*_l3$", r"projection\."],
+    "ecapa_tdnn": [r"input_block\.", r"blocks\.0\.", r"blocks\.1\.", r"blocks\.2\.", r"blocks\.3\.",
+                   r"aggregation\.", r"pooling\.", r"pooling_norm\.|projection\."],
+}
+ENCODER_PREFIX = "eisv.encoder."
+
+
+def encoder_layers(model: nn.Module, encoder_type: str) -> list:
+    """The encoder's parameters grouped by layer, bottom first: a list of lists of (name, parameter);
+    empty layers (e.g. a 3-layer LSTM's fourth pattern) are left out."""
+    patterns = [re.compile(p) for p in LAYER_PATTERNS[encoder_type]]
+    layers = [[] for _ in patterns]
+    for name, parameter in model.named_parameters():
+        if not name.startswith(ENCODER_PREFIX):
+            continue
+        local = name[len(ENCODER_PREFIX):]
+        index = next((i for i, pattern in enumerate(patterns) if pattern.match(local)), None)
+        if index is None:
+            raise ValueError(f"encoder_layers: {name} matches no layer of {encoder_type}; update LAYER_PATTERNS")
+        layers[index].append((name, parameter))
+    return [layer for layer in layers if layer]
+
+
+def parameter_groups(model: nn.Module, encoder_type: str, learning_rate: float, layer_lr_decay: float = 1.0,
+                     freeze_layers: int = 0) -> list:
+    """Optimizer parameter groups: the lowest `freeze_layers` encoder layers frozen (requires_grad False,
+    left out), the others at learning_rate * layer_lr_decay ** (layers above them), the rest of the
+    model (the head) at `learning_rate`. Each group keeps `lr` for schedulers that scale it."""
+    layers = encoder_layers(model, encoder_type)
+    if not 0 <= freeze_layers < len(layers) + 1:
+        raise ValueError(f"freeze_layers={freeze_layers}: the {encoder_type} encoder has {len(layers)} layers")
+    groups, in_encoder = [], set()
+    for depth, layer in enumerate(layers):
+        in_encoder.update(name for name, _ in layer)
+        if depth < freeze_layers:
+            for _, parameter in layer:
+                parameter.requires_grad_(False)
+            continue
+        rate = learning_rate * layer_lr_decay ** (len(layers) - 1 - depth)
+        groups.append({"params": [p for _, p in layer], "lr": rate, "name": f"encoder layer {depth}"})
+    rest = [p for name, p in model.named_parameters() if name not in in_encoder and p.requires_grad]
+    groups.append({"params": rest, "lr": learning_rate, "name": "head"})
+    return groups
+
+
+class TeacherAnchor(nn.Module):
+    """A frozen copy of the starting encoder and the anchor loss λ_kd·mean(1 − cos(student, anchor)).
+
+    anchor="same_input": the teacher's embedding of the same unmasked input (knowledge distillation).
+    anchor="neutral": the teacher's mean embedding of the same speaker's plain neutral crops in the
+    batch (rows flagged by `neutral_rows`), so emotional and CopyPaste inputs are pulled towards where
+    the starting encoder puts that speaker's neutral voice; rows of a speaker with no neutral crop in
+    the batch fall back to the same input.
+    """
+
+    def __init__(self, encoder: nn.Module, anchor: str = "same_input"):
+        super().__init__()
+        if anchor not in ("same_input", "neutral"):
+            raise ValueError(f"TeacherAnchor: anchor={anchor!r}; choose same_input or neutral")
+        self.teacher = copy.deepcopy(encoder).eval().requires_grad_(False)
+        self.anchor = anchor
+
+    def train(self, mode: bool = True):  # the teacher stays in eval mode
+        return self
+
+    @torch.no_grad()
+    def anchors(self, input_features, attention_mask, labels, neutral_rows=None) -> torch.Tensor:
+        """(B, T, F), (B, T), (B,), (B,) bool -> (B, D) unit-norm anchor embeddings."""
+        target = nn.functional.normalize(self.teacher(input_features, attention_mask).embeddings.float(), dim=-1)
+        if self.anchor == "neutral" and neutral_rows is not None:
+            same = (labels[:, None] == labels[None, :]) & neutral_rows.bool()[None, :]  # (B, B)
+            pooled = same.float() @ target
+            has = same.any(dim=1, keepdim=True)
+            target = torch.where(has, nn.functional.normalize(pooled, dim=-1), target)
+        return target
+
+    def loss(self, student_embeddings, anchors) -> torch.Tensor:
+        """mean(1 − cos(student, anchor)) over the rows."""
+        return (1.0 - nn.functional.cosine_similarity(student_embeddings.float(), anchors, dim=-1)).mean()
+
+
+class StartingPointPenalty:
+    """L2-SP (Li et al. 2018): sum((θ − θ_start)²) / sum(θ_start²) over the encoder's trainable
+    parameters, a dimensionless relative drift."""
+
+    def __init__(self, model: nn.Module):
+        self.pairs = [(p, p.detach().clone()) for name, p in model.named_parameters()
+                      if name.startswith(ENCODER_PREFIX) and p.requires_grad]
+        self.scale = float(sum(start.pow(2).sum() for _, start in self.pairs)) or 1.0
+
+    def __call__(self) -> torch.Tensor:
+        return sum((p.float() - start.float()).pow(2).sum() for p, start in self.pairs) / self.scale
