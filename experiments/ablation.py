@@ -176,8 +176,10 @@ def write_json(path, value):
 class Scheduler:
     """Runs `train_eisv.py` jobs side by side, each on one GPU (round robin), until a time budget."""
 
-    def __init__(self, output, gpus, jobs, budget_s):
+    def __init__(self, output, gpus, jobs, budget_s, summarize=None, script=None):
         self.output, self.gpus, self.jobs, self.deadline = output, gpus, jobs, time.monotonic() + budget_s
+        self.summarize = summarize or globals()["summarize"]
+        self.script = script or str(REPO / "train_eisv.py")
         self.running = {}  # id -> (Popen, Run, gpu, log file)
         self.failed = []
 
@@ -187,6 +189,8 @@ class Scheduler:
         checkpoints = run_dir / "checkpoints"
         if checkpoints.is_dir() and any(p.name.startswith("step_") for p in checkpoints.iterdir()):
             args += ["--resume", "latest"]
+        else:  # a run killed before its first checkpoint starts again
+            args += ["--overwrite_output_dir"]
         busy = [gpu for _, _, gpu, _ in self.running.values()]
         gpu = min(self.gpus, key=busy.count) if self.gpus else None
         env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
@@ -194,7 +198,7 @@ class Scheduler:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
         run_dir.mkdir(parents=True, exist_ok=True)
         log = open(run_dir / "train.log", "a")
-        process = subprocess.Popen([sys.executable, str(REPO / "train_eisv.py"), *args], stdout=log,
+        process = subprocess.Popen([sys.executable, self.script, *args], stdout=log,
                                    stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
         self.running[run.id] = (process, run, gpu, log)
         print(f"[ablation] start {run.id} on GPU {gpu}", flush=True)
@@ -211,10 +215,10 @@ class Scheduler:
                 print(f"[ablation] FAILED {run_id} (exit {process.returncode}); {log_path} ends:\n{tail}", flush=True)
                 self.failed.append(run_id)
                 continue
-            summary = summarize(run, self.output / "runs" / run_id)
+            summary = self.summarize(run, self.output / "runs" / run_id)
             write_json(self.output / "json" / f"{run_id}.json", summary)
             test = summary["test"]["overall"]["eer"] if summary["test"] else None
-            print(f"[ablation] done {run_id}: validation EER {summary['validation']['best_eer']:.2f}%"
+            print(f"[ablation] done {run_id}: selection {summary['validation']['best_eer']:.3f}"
                   + (f", test EER {test:.2f}%" if test is not None else "") + f", {summary['stats']['wall_s']:.0f} s",
                   flush=True)
 
