@@ -27,7 +27,8 @@ class MarginSchedule:
     """AAM margin at each optimizer step: 0 until `start_step`, then a linear ramp to `final_margin`
     over `warmup_steps` (as WeSpeaker's margin scheduler, stepped per iteration).
 
-    A plain object with `state_dict`, so `Accelerator.register_for_checkpointing` saves it.
+    `state_dict()` is a JSON-able dict, which `eisv_training.checkpoints.save_checkpoint` stores as
+    JSON (never pickled); `load_state_dict` takes it back.
     """
 
     def __init__(self, final_margin: float, warmup_steps: int, start_step: int = 0):
