@@ -1,0 +1,66 @@
+"""`eisv-convert`: a pretrained speaker encoder from another toolkit as an EISV checkpoint folder.
+
+Usage:
+    eisv-convert --from speechbrain DIR_OR_HUB_ID --output OUT [--overwrite]   # ECAPA-TDNN (spkrec-ecapa-voxceleb)
+    eisv-convert --from resemblyzer [pretrained.pt | WHEEL] --output OUT [--overwrite]   # GE2E; default: installed
+
+The output folder (`model.safetensors`, `config.json`, `preprocessor_config.json`, remote code)
+loads with `AutoModel.from_pretrained(OUT, trust_remote_code=True)` and is a `--init_from` for
+`train_eisv.py`. Sources are read without unpickling objects (`torch.load(weights_only=True)`).
+OUT is replaced only when it is empty or a previous conversion, unless `--overwrite`.
+Exit codes: 0 written, 1 bad source (the message names the file), 2 bad command line.
+"""
+
+import argparse
+import sys
+import zipfile
+from pathlib import Path
+
+import yaml
+
+SOURCES = ("speechbrain", "resemblyzer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eisv-convert", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--from", dest="kind", required=True, choices=SOURCES, help="toolkit the model comes from")
+    parser.add_argument("source", nargs="?", help="the model: a folder, Hub id or file (see Usage below)")
+    parser.add_argument("--output", required=True, type=Path, help="folder to write the EISV checkpoint to")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output even if it is not empty and not a previous conversion")
+    return parser
+
+
+def convert(kind: str, source, output: Path, overwrite: bool = False) -> Path:
+    """Run the converter for `kind`; returns the written folder."""
+    if kind == "speechbrain":
+        from modeling_eisv.convert_speechbrain import convert as convert_speechbrain
+
+        return convert_speechbrain(source, output, overwrite)
+    from modeling_eisv.convert_resemblyzer import convert as convert_resemblyzer
+
+    options = {"overwrite": True} if overwrite else {}
+    if source is not None:
+        options["wheel" if str(source).endswith(".whl") else "weights"] = Path(source)
+    return convert_resemblyzer(output, **options)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.kind == "speechbrain" and args.source is None:
+        parser.error("--from speechbrain needs the SpeechBrain model folder or Hub id")
+    try:
+        path = convert(args.kind, args.source, args.output, args.overwrite)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, yaml.YAMLError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"eisv-convert: error: {message}", file=sys.stderr)
+        return 1
+    print(f"eisv-convert: wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

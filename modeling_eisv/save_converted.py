@@ -1,0 +1,71 @@
+"""Writing a converted model folder safely: built next to the output, swapped in whole, and never
+over a folder that holds something else.
+
+An existing output is replaced only when it is empty or a previous conversion (a `config.json`
+with `model_type` `eisv`, and nothing but `.json`, `.safetensors` and `.py` files); any other
+folder is refused unless `overwrite`, so a mistyped `--output` never deletes someone's files.
+A kill leaves the old folder or the new one, never half of one. The folder and its files get the
+permissions of the umask (0755 / 0644 under umask 022).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_CONVERSION_SUFFIXES = (".json", ".safetensors", ".py")
+
+
+def is_previous_conversion(folder: Path) -> bool:
+    """An eisv model folder holding nothing but what a conversion writes (json, safetensors, py files)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict) or config.get("model_type") != "eisv":
+        return False
+    return all(entry.is_file() and entry.suffix in _CONVERSION_SUFFIXES for entry in Path(folder).iterdir())
+
+
+def check_output_folder(output_dir, overwrite: bool = False) -> Path:
+    """Raises `FileExistsError` for an output that exists and is neither empty nor a previous conversion."""
+    output_dir = Path(output_dir)
+    if not output_dir.exists() or overwrite:
+        return output_dir
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir}: exists and is not a folder; choose another --output")
+    entries = sorted(entry.name for entry in output_dir.iterdir())
+    if entries and not is_previous_conversion(output_dir):
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise FileExistsError(f"{output_dir}: folder is not empty ({shown}) and is not a previous conversion; its "
+                              f"contents would be replaced. Pass --overwrite to replace it, or choose another --output")
+    return output_dir
+
+
+def save_converted(output_dir, model, feature_extractor, overwrite: bool = False) -> Path:
+    """`model.save_pretrained` + `feature_extractor.save_pretrained` into `output_dir`, swapped in whole.
+
+    Call `check_output_folder` before the (slow) conversion too, so a refused output fails early.
+    """
+    output_dir = check_output_folder(output_dir, overwrite)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700
+    try:
+        model.save_pretrained(staging)
+        feature_extractor.save_pretrained(staging)
+        previous = output_dir.with_name(f".{output_dir.name}.previous")
+        if output_dir.exists():  # keep the old folder until the new one is in place
+            shutil.rmtree(previous, ignore_errors=True)
+            output_dir.rename(previous)
+        staging.rename(output_dir)
+        if previous.is_dir():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:  # an --overwrite of a file
+            previous.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
