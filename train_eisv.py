@@ -150,6 +150,7 @@ def main(argv=None):
     groups = parameter_groups(model, model.config.encoder_type, args.learning_rate, model_args.layer_lr_decay,
                               model_args.freeze_layers)
     penalty = StartingPointPenalty(model) if model_args.l2sp_weight else None
+    encoder_parameters = [p for p in model.eisv.parameters() if p.requires_grad]
 
     # -- optimizer and schedules (stepped per optimizer step) ----------------------------------
     steps_per_epoch = max(1, len(sampler) // args.gradient_accumulation_steps)
@@ -162,6 +163,7 @@ def main(argv=None):
         optimizer = torch.optim.SGD(groups, lr=args.learning_rate, momentum=0.9, nesterov=True,
                                     weight_decay=args.weight_decay)
     warmup = int(args.warmup_ratio * total_steps)
+    head_only_steps = int(round(model_args.head_warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, total_steps, warmup, args.lr_decay))
     margins = MarginSchedule(model_args.aam_margin, int(args.margin_warmup_ratio * total_steps))
@@ -263,6 +265,9 @@ def main(argv=None):
                         loss = loss + model_args.l2sp_weight * penalty()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
+                    if state.global_step < head_only_steps:  # LP-FT: the head learns first, the encoder waits
+                        for parameter in encoder_parameters:
+                            parameter.grad = None
                     # The norm is of the all-reduced gradients, so every process skips the same steps.
                     norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm or float("inf"))
                     if not torch.isfinite(norm):

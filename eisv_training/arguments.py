@@ -85,6 +85,10 @@ class ModelArguments:
     layer_lr_decay: float = field(default=1.0, metadata={
         "help": "Layer-wise learning rate: the top encoder layer trains at --learning_rate, each layer below at "
                 "this factor times the one above (1.0 = one rate; the AAM head always gets the full rate)."})
+    head_warmup_epochs: float = field(default=0.0, metadata={
+        "help": "Train only the new AAM-softmax head for the first N epochs, the encoder frozen, then everything "
+                "(LP-FT, Kumar et al. 2022): a random head's first gradients otherwise distort the pretrained "
+                "encoder (the validation EER rises in epoch 1, and some GE2E seeds never recover)."})
     kd_weight: float = field(default=0.0, metadata={
         "help": "Weight of the teacher anchor λ_kd·(1 − cos(student(x), anchor)): a frozen copy of the starting "
                 "encoder gives the anchor (0 = off; needs --init_from a pretrained model)."})

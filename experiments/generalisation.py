@@ -42,6 +42,13 @@ PROTECTIONS = {
     "freeze-2": ["--freeze_layers", "2"],
     "speed-perturb": ["--speed_perturb", "0.9,1.1"],
     "wise-ft": ["--interpolate_alphas", "0.25,0.5,0.75"],
+    # Second round, after the first showed epoch 1 raising the validation EER (a random head distorting the
+    # encoder) and three seeds running away: LP-FT (head first), alone, with the teacher, at a lower rate.
+    "lpft": ["--head_warmup_epochs", "2"],
+    "lpft-kd-same-10": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input"],
+    "lpft-lr5e-5": ["--head_warmup_epochs", "2", "--learning_rate", "5e-5"],
+    "lpft-lr5e-5-kd-same-10": ["--head_warmup_epochs", "2", "--learning_rate", "5e-5", "--kd_weight", "10",
+                               "--kd_anchor", "same_input"],
 }
 # Old runs (results/ablation/json) that skipped non-finite steps in bf16: row 1 seeds 1 (10 steps) and
 # 2 (15), row 2 seed 2 (14). Re-run in bf16 and in float32.
