@@ -11,11 +11,17 @@ Each input is a path, a (samples,) array at the model's rate (16 kHz), or a dict
 `same_speaker` is `score >= threshold`, the threshold being the call's `threshold=` or else
 `config.verification_threshold`; `None` when neither is set. Each input is embedded whole (no
 windowing; `eisv-embed` windows files of any length).
+
+An input with less than `min_speech_s` seconds of active signal (default 0.3 s; the rule of
+`modeling_eisv.speech_activity`, the same as the eisv tools') raises `ValueError` naming it:
+digital silence or a 10 ms clip would otherwise get a confident score. `min_speech_s=0` allows it.
 """
 
 import numpy as np
 import torch
 from transformers import Pipeline
+
+from .speech_activity import MIN_SPEECH_S, check_speech
 
 
 def _load_input(item, sampling_rate: int) -> np.ndarray:
@@ -52,7 +58,8 @@ def _load_input(item, sampling_rate: int) -> np.ndarray:
 
 
 class SpeakerVerificationPipeline(Pipeline):
-    """`pipe(a, b, threshold=None)` -> `{"score": float, "same_speaker": bool | None, "threshold": float | None}`.
+    """`pipe(a, b, threshold=None, min_speech_s=0.3)` -> `{"score": float, "same_speaker": bool | None,
+    "threshold": float | None}`.
 
     A list of `(a, b)` pairs gives a list of such dicts.
     """
@@ -71,12 +78,18 @@ class SpeakerVerificationPipeline(Pipeline):
             return super().__call__(audio_a, **kwargs)
         raise ValueError("speaker-verification needs two recordings: pipe(a, b) or pipe([(a, b), ...])")
 
-    def _sanitize_parameters(self, threshold=None, **kwargs):
-        return {}, {}, {"threshold": threshold}
+    def _sanitize_parameters(self, threshold=None, min_speech_s=None, **kwargs):
+        preprocess = {} if min_speech_s is None else {"min_speech_s": float(min_speech_s)}
+        return preprocess, {}, {"threshold": threshold}
 
-    def preprocess(self, pair):
+    def preprocess(self, pair, min_speech_s=MIN_SPEECH_S):
         rate = self.feature_extractor.sampling_rate
-        waveforms = [_load_input(item, rate) for item in pair]
+        waveforms = []
+        for which, item in zip("ab", pair):
+            waveform = _load_input(item, rate)
+            name = str(item) if isinstance(item, str) or hasattr(item, "__fspath__") else f"audio {which}"
+            check_speech(waveform, rate, name, min_speech_s)
+            waveforms.append(waveform)
         return self.feature_extractor(waveforms, sampling_rate=rate, return_tensors="pt")
 
     def _forward(self, model_inputs):

@@ -59,3 +59,20 @@ def test_bad_inputs(tmp_path, verify):
         verify({"array": np.zeros(16000)}, np.zeros(16000, np.float32))
     with pytest.raises(ValueError, match="two recordings"):
         verify(np.zeros(16000, np.float32))
+
+
+@pytest.mark.parametrize("audio", [np.zeros(32000, np.float32), np.full(160, 0.3, np.float32),
+                                   np.full(1, 0.5, np.float32)], ids=["silence", "10ms", "one-sample"])
+def test_too_little_speech_is_an_error_not_a_score(shared_data, verify, audio):
+    a = some_clips(shared_data, 2)[0]
+    with pytest.raises(ValueError, match="audio b: too little speech"):
+        verify(str(a), audio)
+    if audio.size == 32000:  # the documented way to allow it
+        assert set(verify(str(a), audio, min_speech_s=0)) == {"score", "same_speaker", "threshold"}
+
+
+def test_a_silent_file_is_named(tmp_path, verify):
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(32000, np.float32), 16000)
+    with pytest.raises(ValueError, match="silent.wav: too little speech"):
+        verify(str(silent), str(silent))
