@@ -1,20 +1,48 @@
-"""Loading an EISV model and its feature extractor from a folder or a Hub id, ready for inference."""
+"""Loading an EISV model and its feature extractor from a folder or a Hub id, ready for inference.
 
+Only safetensors weights are loaded: a folder with nothing but a pickle (`pytorch_model.bin`) is
+refused, as is any other failure, with a one-line `ToolError`. A name that is not an existing
+folder is tried as a Hub id only when it is a valid one; with `HF_HUB_OFFLINE=1` it must be in the
+local Hub cache. Either way a mistyped name fails at once instead of retrying the Hub for ~25 s.
+"""
+
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import torch
 
-from .errors import ToolError
+from .errors import ToolError, one_line
+
+# Config fields that do not change what the encoder computes (training head, decision, bookkeeping):
+# left out of `model_identity`, so re-calibrating or re-heading a model keeps its identity.
+_NOT_EMBEDDING_FIELDS = {"verification_threshold", "num_speakers", "aam_margin", "aam_scale", "erl_weight",
+                         "transformers_version", "architectures", "auto_map", "id2label", "label2id", "dtype",
+                         "torch_dtype", "return_dict", "output_hidden_states", "output_attentions"}
 
 
 def resolve_device(device=None) -> torch.device:
-    """`None`/"auto" -> CUDA when available, else CPU; anything else is passed to `torch.device`."""
+    """`None`/"auto" -> CUDA when available, else CPU; anything else is checked and passed to `torch.device`.
+
+    Raises `ToolError` for a device this machine does not have (e.g. `cuda` without a GPU).
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise ToolError(f"--device {device!r}: {error}") from None
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ToolError(f"--device {device!r}: {one_line(error)}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ToolError(f"--device {device!r}: no CUDA GPU is available here (use --device cpu or auto)")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ToolError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ToolError(f"--device {device!r}: MPS is not available here (use --device cpu or auto)")
+    elif resolved.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ToolError(f"--device {device!r}: not a device the tools support (cpu, cuda, cuda:N, mps)")
+    return resolved
 
 
 def default_feature_extractor(config):
@@ -25,31 +53,91 @@ def default_feature_extractor(config):
                                 sampling_rate=config.sampling_rate)
 
 
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return flag or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def check_model_name(name: str):
+    """Fail at once for a name that is no folder and cannot be (or, offline, is not cached as) a Hub id."""
+    local = Path(name)
+    looks_local = local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local:
+        if not local.is_dir():
+            raise ToolError(f"{name}: no such model folder")
+        if not (local / "config.json").is_file():
+            raise ToolError(f"{name}: no model here (expected a folder with config.json)")
+        return
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ToolError(f"{name}: no such model folder, and not a valid Hub id (namespace/name)") from None
+    if _offline() and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise ToolError(f"{name}: no such model folder, and HF_HUB_OFFLINE is set and this Hub id is not in the "
+                        f"local cache")
+
+
 def load_model(model_name_or_path, device=None):
     """Folder or Hub id -> (`EISVModel` in eval mode on `device`, `EISVFeatureExtractor`).
 
     A checkpoint of `EISVForSpeakerVerification` loads too (its training head is dropped).
-    Raises `ToolError` for a folder that does not exist or holds no EISV model.
+    Raises `ToolError` (one line) for a missing device, a folder that does not exist or holds no
+    EISV model in safetensors, corrupt weights, or a Hub id that cannot be fetched.
     """
     import modeling_eisv  # noqa: F401  (registers the eisv model type with the Auto classes)
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+    from transformers.utils import logging as transformers_logging
 
     name = str(model_name_or_path)
-    local = Path(name)
-    looks_local = local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
-    if looks_local and not (local / "config.json").is_file():
-        raise ToolError(f"{name}: no model here (expected a folder with config.json)")
+    target = resolve_device(device)  # before loading: a missing GPU fails fast
+    check_model_name(name)
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar per call is noise in the tools' output
     try:
         config = AutoConfig.from_pretrained(name)
         if getattr(config, "model_type", None) != "eisv":
             raise ToolError(f"{name}: model_type is {config.model_type!r}, not an EISV model")
-        model = AutoModel.from_pretrained(name, config=config)
+        model = AutoModel.from_pretrained(name, config=config, use_safetensors=True)
     except ToolError:
         raise
-    except (OSError, ValueError) as error:
-        raise ToolError(f"{name}: cannot load the model ({error})") from None
+    except Exception as error:  # transformers, safetensors and the Hub raise many types; one line, naming the model
+        text = one_line(error)
+        if isinstance(error, OSError) and "safetensors" in str(error).lower():
+            text = "no model.safetensors (pickle-only weights such as pytorch_model.bin are not loaded); " + text
+        raise ToolError(f"{name}: cannot load the model ({text})") from None
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(name)
     except (OSError, ValueError):
         feature_extractor = default_feature_extractor(config)
-    return model.to(resolve_device(device)).eval(), feature_extractor
+    try:
+        model = model.to(target).eval()
+    except (RuntimeError, AssertionError) as error:
+        raise ToolError(f"--device {device!r}: cannot move the model there ({one_line(error)})") from None
+    return model, feature_extractor
+
+
+def model_identity(model, feature_extractor=None) -> str:
+    """`"sha256:<hex>"` of what determines a model's embeddings: every tensor of its state dict (name,
+    dtype, shape, bytes), its config without the training-head and decision fields, and the
+    feature-extractor settings. Equal for the same folder on any device (~0.1 s for 6 M parameters)."""
+    digest = hashlib.sha256()
+    config = {key: value for key, value in model.config.to_dict().items()
+              if key not in _NOT_EMBEDDING_FIELDS and not key.startswith("_")}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    if feature_extractor is not None:
+        settings = {key: value for key, value in feature_extractor.to_dict().items()
+                    if key not in ("processor_class", "auto_map") and not key.startswith("_")}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
