@@ -1,7 +1,7 @@
 """`eisv-verify`: are two recordings the same speaker?
 
 Usage:
-    eisv-verify --model DIR_OR_ID A.wav B.wav [--threshold T] [--device auto] [--json]
+    eisv-verify --model DIR_OR_ID A.wav B.wav [--threshold T] [--device auto] [--min-speech-s 0.3] [--json]
 
 Prints the cosine score of the two (windowed, averaged) embeddings and the decision
 `score >= threshold`, the threshold being `--threshold` or else `config.verification_threshold`.
@@ -9,8 +9,9 @@ With `--json`, one JSON object on stdout: `{"score": float, "threshold": float|n
 "same_speaker": bool|null, "decision": "same"|"different"|"undecided", "model": str,
 "files": [A, B]}`; on error `{"error": message}` (the message also goes to stderr).
 
-Exit codes: 0 same speaker, 1 different speakers, 2 error (missing or unreadable file, bad
-model, bad command line), 3 undecided (no threshold given and none in the model config).
+Exit codes: 0 same speaker, 1 different speakers, 2 error (missing, unreadable or silent file,
+bad or corrupt model, unavailable device, bad command line such as `--threshold nan`; always a
+one-line message, never a traceback), 3 undecided (no threshold given and none in the model config).
 """
 
 import argparse
@@ -18,9 +19,10 @@ import json
 import sys
 
 from modeling_eisv.scoring import cosine_scores
+from modeling_eisv.speech_activity import MIN_SPEECH_S
 
-from .cli_options import add_embedding_options
-from .errors import ToolError
+from .cli_options import add_embedding_options, finite_float
+from .errors import one_line
 from .loading import load_model
 from .windowed_embedding import embed_paths, probe_audio
 
@@ -40,18 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eisv-verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder or Hub id")
     parser.add_argument("audio", nargs=2, metavar="AUDIO", help="the two recordings to compare")
-    parser.add_argument("--threshold", type=float, help="accept when score >= this (default: the model's)")
+    parser.add_argument("--threshold", type=finite_float, help="accept when score >= this (default: the model's)")
     add_embedding_options(parser, batching=False)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
-def verify(model_name_or_path, audio_a, audio_b, threshold=None, device="auto", window_s=10.0, hop_s=5.0) -> dict:
-    """-> the dict `--json` prints. Raises `ToolError` for bad input."""
+def verify(model_name_or_path, audio_a, audio_b, threshold=None, device="auto", window_s=10.0, hop_s=5.0,
+           min_speech_s=MIN_SPEECH_S) -> dict:
+    """-> the dict `--json` prints. Raises `ToolError` for bad input (a file with less than
+    `min_speech_s` seconds of active signal included)."""
     for path in (audio_a, audio_b):
         probe_audio(path)  # before loading the model: a typo fails fast
     model, feature_extractor = load_model(model_name_or_path, device)
-    embeddings = embed_paths(model, feature_extractor, [audio_a, audio_b], window_s=window_s, hop_s=hop_s)
+    embeddings = embed_paths(model, feature_extractor, [audio_a, audio_b], window_s=window_s, hop_s=hop_s,
+                             min_speech_s=min_speech_s)
     score = float(cosine_scores(embeddings[0], embeddings[1])[0])
     if threshold is None:
         threshold = getattr(model.config, "verification_threshold", None)
@@ -67,11 +72,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         result = verify(args.model, args.audio[0], args.audio[1], args.threshold, args.device, args.window_s,
-                        args.hop_s)
-    except ToolError as error:
-        print(f"eisv-verify: error: {error}", file=sys.stderr)
+                        args.hop_s, args.min_speech_s)
+    except Exception as error:  # every failure is exit 2 with one line: exit 1 means "different speakers"
+        message = one_line(error)
+        print(f"eisv-verify: error: {message}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"error": str(error)}))
+            print(json.dumps({"error": message}))
         return EXIT_ERROR
     if args.json:
         print(json.dumps(result))

@@ -58,3 +58,69 @@ def test_as_a_subprocess(shared_data, model_dir):
                            "--json"], capture_output=True, text=True, timeout=120)
     result = json.loads(done.stdout)
     assert done.returncode == (EXIT_SAME if result["same_speaker"] else EXIT_DIFFERENT)
+
+
+# --- every failure is exit 2 with one line; silence is an error (issue 19) ------------------------------------
+
+
+@pytest.fixture
+def voices(tmp_path):
+    import soundfile
+
+    from _tiny import voice_like
+
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for seed, path in enumerate(paths):
+        soundfile.write(path, voice_like(1.0, seed=seed), 16000)
+    return paths
+
+
+def assert_one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_crashes_exit_2_with_one_line_not_1(model_dir, voices, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = map(str, voices)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(model_dir, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
+    assert main(["--model", str(corrupt), a, b]) == EXIT_ERROR
+    assert_one_line_error(capsys, "corrupt", "cannot load the model")
+    pickled = tmp_path / "pickle_only"
+    shutil.copytree(model_dir, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    assert main(["--model", str(pickled), a, b]) == EXIT_ERROR
+    assert_one_line_error(capsys, "pickle_only", "pytorch_model.bin are not loaded")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--model", str(model_dir), a, b, "--device", "cuda", "--json"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert "no CUDA GPU" in json.loads(captured.out)["error"] and len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_threshold_that_is_not_a_finite_number_is_refused(model_dir, voices, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(model_dir), str(voices[0]), str(voices[1]), f"--threshold={value}"])
+    assert exit_info.value.code == EXIT_ERROR
+    assert "finite number" in capsys.readouterr().err
+
+
+def test_silence_is_an_error_not_a_decision(model_dir, voices, tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(32000, np.float32), 16000)
+    assert main(["--model", str(model_dir), str(voices[0]), str(silent)]) == EXIT_ERROR
+    assert_one_line_error(capsys, "silent.wav", "too little speech")
+    assert main(["--model", str(model_dir), str(voices[0]), str(silent), "--min_speech_s", "0"]) in (
+        EXIT_SAME, EXIT_DIFFERENT)
