@@ -2,7 +2,9 @@
 
 `label` is 1 for a target trial (same speaker) and 0 for a non-target; `enroll` and `test` are
 audio paths relative to a root folder. Extra columns are ignored. Every error names the file and
-the CSV line (the header is line 1).
+the CSV line as an editor numbers it (the header is line 1; blank lines count). Refused: a row
+with fewer or more fields than the header, a missing label or path, and a pair of files labelled
+both 1 and 0 (in either order).
 """
 
 import csv
@@ -47,7 +49,10 @@ def _rows_from_csv(path: Path):
         if missing:
             raise ToolError(f"{path}: missing column(s) {', '.join(missing)}; a trial CSV needs {', '.join(TRIAL_COLUMNS)}")
         reader.fieldnames = header
-        return [(line, row) for line, row in enumerate(reader, start=2)]
+        rows = []
+        for row in reader:
+            rows.append((reader.line_num, row))  # the record's last physical line: its line unless it spans several
+        return rows
 
 
 def _rows_from_frame(frame):
@@ -75,6 +80,9 @@ def read_trials(trials) -> Trials:
     for line, row in rows:
         if None in row:
             raise ToolError(f"{source}, line {line}: more fields than the header has")
+        if any(value is None for value in row.values()):
+            given = sum(value is not None for value in row.values())
+            raise ToolError(f"{source}, line {line}: {given} field(s), the header has {len(row)}")
         for name in TRIAL_COLUMNS:
             value = row.get(name)
             value = "" if value is None else str(value).strip()
@@ -86,8 +94,31 @@ def read_trials(trials) -> Trials:
                 raise ToolError(f"{source}, line {line}: empty {name} path")
             columns[name].append(value)
         lines.append(line)
+    _check_consistent_labels(columns, lines, source)
     return Trials(*(np.asarray(columns[name], dtype=np.int64 if name == "label" else object) for name in TRIAL_COLUMNS),
                   line=np.asarray(lines), source=source)
+
+
+def normalise_key(key: str) -> str:
+    """A file key as trial lists and eisv-embed compare them: `./a//b.wav` -> `a/b.wav`.
+
+    Drops `.` and empty path components; keeps `..` (which may cross a symbolic link) and a leading `/`.
+    """
+    absolute = key.startswith("/")
+    parts = [part for part in key.split("/") if part not in ("", ".")]
+    return ("/" if absolute else "") + "/".join(parts)
+
+
+def _check_consistent_labels(columns: dict, lines: list, source: str):
+    """Raises `ToolError` naming both lines when one pair of files (in either order) is labelled 1 and 0."""
+    first = {}  # (file, file) sorted -> (label, line)
+    for enroll, test, label, line in zip(columns["enroll"], columns["test"], columns["label"], lines):
+        enroll, test = normalise_key(enroll), normalise_key(test)
+        pair = (enroll, test) if enroll <= test else (test, enroll)
+        seen = first.setdefault(pair, (label, line))
+        if seen[0] != label:
+            raise ToolError(f"{source}, line {line}: the pair {enroll}, {test} is labelled {label} here but "
+                            f"{seen[0]} on line {seen[1]}; a pair is either the same speaker or not")
 
 
 def sample_trials(trials: Trials, max_trials=None, seed=0) -> Trials:
