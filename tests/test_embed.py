@@ -109,3 +109,129 @@ def test_as_a_subprocess(model_dir, clip_dir, tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert load_embeddings(output)[0].shape == (4, 32)
+
+
+# --- one atomic output, a lock, the model's identity, too little speech, keys (issues 18 and 19) ---------------
+
+
+@pytest.fixture
+def wav_dir(tmp_path):
+    """Three synthetic 1 s voices (no shared data needed)."""
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for seed in range(3):
+        soundfile.write(folder / f"v{seed}.wav", voice_like(1.0, seed=seed), 16000)
+    return folder
+
+
+def embed(model_dir, source, output, *extra):
+    return main(["--model", str(model_dir), "--input", str(source), "--output", str(output), "--no-progress", *extra])
+
+
+def test_safetensors_is_the_whole_output_and_a_rerun_recovers_from_a_kill(model_dir, wav_dir, tmp_path):
+    output = tmp_path / "emb.safetensors"
+    assert embed(model_dir, wav_dir, output) == 0
+    embeddings, rows, metadata = load_embeddings(output)
+    assert [row["path"] for row in rows] == ["v0.wav", "v1.wav", "v2.wav"] and "index" not in metadata
+    # What a kill between or during renames can leave: no CSV copy, or an old one, and stale temporaries.
+    index_path(output).unlink()
+    again, rows_again, _ = load_embeddings(output)  # the reader trusts the safetensors alone
+    np.testing.assert_array_equal(again, embeddings)
+    index_path(output).write_text("row,path,duration_s,num_windows\n0,v0.wav,1.000,1\n")
+    assert [row["path"] for row in load_embeddings(output)[1]] == ["v0.wav", "v1.wav", "v2.wav"]
+    (tmp_path / ".emb.safetensors.tmp-999999").write_bytes(b"half a file")
+    (tmp_path / ".emb.index.csv.tmp-999999").write_text("row,pa")
+    assert embed(model_dir, wav_dir, output) == 0
+    assert not list(tmp_path.glob(".*tmp*"))
+    with open(index_path(output)) as handle:
+        assert [row["path"] for row in csv.DictReader(handle)] == ["v0.wav", "v1.wav", "v2.wav"]
+
+
+def test_npy_output_is_not_resumed(model_dir, wav_dir, tmp_path, capsys):
+    output = tmp_path / "emb.npy"
+    assert embed(model_dir, wav_dir, output) == 0
+    assert np.load(output).shape == (3, 32)
+    capsys.readouterr()
+    assert embed(model_dir, wav_dir, output) == 1
+    err = capsys.readouterr().err
+    assert "cannot be resumed" in err and "--overwrite" in err and str(output) in err
+    assert embed(model_dir, wav_dir, output, "--overwrite") == 0
+
+
+def test_a_second_writer_is_refused_at_once(model_dir, wav_dir, tmp_path, capsys):
+    from filelock import FileLock
+
+    output = tmp_path / "emb.safetensors"
+    with FileLock(str(tmp_path / "emb.safetensors.lock"), timeout=0):
+        assert embed(model_dir, wav_dir, output) == 1
+    err = capsys.readouterr().err
+    assert f"{output}: another eisv-embed is writing this output" in err
+    assert not output.exists()
+    assert embed(model_dir, wav_dir, output) == 0  # released: the next run goes ahead
+
+
+def test_resume_into_another_models_output_is_refused(model_dir, wav_dir, tmp_path, capsys):
+    output = tmp_path / "emb.safetensors"
+    assert embed(model_dir, wav_dir, output) == 0
+    identity = load_embeddings(output)[2]["model_sha256"]
+    assert identity.startswith("sha256:")
+    other = save_tiny_model(tmp_path / "other", seed=1)
+    soundfile.write(wav_dir / "new.wav", voice_like(1.0, seed=9), 16000)
+    capsys.readouterr()
+    assert embed(other, wav_dir, output) == 1
+    err = capsys.readouterr().err
+    assert "embedded by another model" in err and "--overwrite" in err
+    assert len(load_embeddings(output)[1]) == 3  # untouched
+    # The same model from a copied folder (or with another decision threshold) is the same model.
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    assert embed(copy, wav_dir, output) == 0 and len(load_embeddings(output)[1]) == 4
+
+
+@pytest.mark.parametrize("name, audio", [("silence.wav", np.zeros(32000, np.float32)),
+                                         ("blip.wav", voice_like(0.01)), ("one.wav", np.full(1, 0.5, np.float32))])
+def test_too_little_speech_is_an_error_naming_the_file(model_dir, wav_dir, tmp_path, capsys, name, audio):
+    soundfile.write(wav_dir / name, audio, 16000, subtype="FLOAT")
+    output = tmp_path / "emb.safetensors"
+    assert embed(model_dir, wav_dir, output) == 1
+    err = capsys.readouterr().err
+    assert name in err and "too little speech" in err and "--min-speech-s" in err
+    if name == "silence.wav":  # 2 s: embedded after the 1 s voices, which are kept; then the documented way to allow it
+        assert [row["path"] for row in load_embeddings(output)[1]] == ["v0.wav", "v1.wav", "v2.wav"]
+        assert embed(model_dir, wav_dir, output, "--min-speech-s", "0") == 0
+        assert len(load_embeddings(output)[1]) == 4
+
+
+def test_overlapping_windows_of_a_long_file_count_their_speech_once(model_dir, tmp_path):
+    """A 25 s file with 1 s of voice in it: 4 windows of 10 s overlap, the 1 s must not count twice."""
+    audio = np.zeros(25 * 16000, np.float32)
+    audio[7 * 16000:8 * 16000] = voice_like(1.0)  # inside windows 0-10 and 5-15
+    path = tmp_path / "mostly_silent.wav"
+    soundfile.write(path, audio, 16000, subtype="FLOAT")
+    model, feature_extractor = load_model(model_dir, "cpu")
+    embedder = WindowedEmbedder(model, feature_extractor, batch_size=4, min_speech_s=1.5)
+    with pytest.raises(Exception, match=r"mostly_silent.wav: too little speech to embed \(1\.00 s"):
+        list(embedder.embed_files([path]))
+    assert len(list(WindowedEmbedder(model, feature_extractor, min_speech_s=0.9).embed_files([path]))) == 1
+
+
+def test_keys_are_normalised_duplicates_counted_and_columns_mapped(model_dir, wav_dir, tmp_path, capsys):
+    listing = tmp_path / "list.csv"
+    listing.write_text("wav,speaker\n./v0.wav,a\nv0.wav,a\nv1.wav,b\nwavs/../wavs/v2.wav,c\n.//v1.wav,b\n")
+    output = tmp_path / "emb.safetensors"
+    assert main(["--model", str(model_dir), "--input", str(listing), "--root", str(wav_dir.parent / "wavs"),
+                 "--output", str(output), "--column_mapping", '{"wav": "path"}', "--no_progress",
+                 "--batch_size", "2"]) == 1  # wavs/../wavs/v2.wav is relative to --root: missing file
+    assert "wavs/../wavs/v2.wav" in capsys.readouterr().err
+    listing.write_text("wav,speaker\n./v0.wav,a\nv0.wav,a\nv1.wav,b\n.//v1.wav,b\n\nv2.wav,c\n")
+    assert main(["--model", str(model_dir), "--input", str(listing), "--output", str(output),
+                 "--root", str(wav_dir), "--column_mapping", '{"wav": "path"}', "--no_progress"]) == 0
+    assert [row["path"] for row in load_embeddings(output)[1]] == ["v0.wav", "v1.wav", "v2.wav"]
+    assert "2 duplicate input path(s) dropped" in capsys.readouterr().err
+    assert main(["--model", str(model_dir), "--input", str(listing), "--output", str(output),
+                 "--column-mapping", '{"nope": "path"}']) == 1
+    assert "nope" in capsys.readouterr().err
+    listing.write_text("path\nv0.wav\n\n\n")
+    assert main(["--model", str(model_dir), "--input", str(listing), "--output", str(tmp_path / "e2.safetensors"),
+                 "--column-mapping", "not json"]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
