@@ -1,14 +1,19 @@
 """`eisv-eval`: EER and minDCF of a model on a trial list, with a DET curve and score histograms.
 
 Usage:
-    eisv-eval --model DIR_OR_ID --trials CSV --root DIR [--output-dir OUT] [--cohort FILE]
-              [--cohort-top-n 300] [--max-trials N] [--seed 0] [--device auto] [--batch-size 16] [--max-batch-s 80]
-              [--window-s 10] [--hop-s 5] [--json] [--no-progress]
+    eisv-eval --model DIR_OR_ID --trials CSV --root DIR [--output-dir OUT] [--overwrite] [--cohort FILE]
+              [--cohort-top-n 300] [--cohort-any-model] [--max-trials N] [--seed 0] [--device auto]
+              [--batch-size 16] [--max-batch-s 80] [--window-s 10] [--hop-s 5] [--min-speech-s 0.3]
+              [--json] [--no-progress]
 
-Writes into OUT (default `eval_<model folder name>`): `results.json` (see
+Writes OUT (default `eval_<model folder name>`) as a whole: `results.json` (see
 `eisv_tools.evaluation.evaluate_trials` for its keys), `results.md`, `scores.csv`, `det.png`,
-`score_histograms.png`. Everything is computed before anything is written; each file is written
-atomically. Exit codes: 0 done, 1 bad input (message names the file or CSV line), 2 bad command line.
+`score_histograms.png` are written into a staging folder next to OUT, which then replaces OUT, so
+OUT never mixes the files of two runs. An existing OUT must be empty or a previous eisv-eval
+output (nothing but those files); anything else is refused unless --overwrite, which replaces
+it. `--cohort` must have been embedded (eisv-embed, .safetensors) by the same model, unless
+--cohort-any-model. Multi-word flags also take underscores (`--output_dir`).
+Exit codes: 0 done, 1 bad input (message names the file or CSV line), 2 bad command line.
 """
 
 import argparse
@@ -16,11 +21,22 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_options import add_embedding_options
+from .atomic_files import check_replaceable_folder, staged_folder
+from .cli_options import add_embedding_options, add_flag, positive_int
 from .errors import ToolError
-from .evaluation import evaluate_trials
+from .evaluation import RESULTS_FORMAT, evaluate_trials
 from .loading import load_model
-from .report import markdown_table, public_results, write_results
+from .report import OUTPUT_FILES, markdown_table, public_results, write_results
+
+
+def is_eval_output(folder: Path) -> bool:
+    """A previous eisv-eval output: its results.json says so and it holds nothing but eisv-eval's files."""
+    try:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    own = isinstance(results, dict) and results.get("format") == RESULTS_FORMAT
+    return own and all(entry.name in OUTPUT_FILES and entry.is_file() for entry in folder.iterdir())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,14 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="model folder or Hub id")
     parser.add_argument("--trials", required=True, help="CSV with corpus, enroll, test, label, condition")
     parser.add_argument("--root", required=True, help="folder the enroll/test paths are relative to")
-    parser.add_argument("--output-dir", help="where results go (default: eval_<model name>)")
+    add_flag(parser, "--output-dir", help="where results go (default: eval_<model name>); replaced as a whole")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output-dir even if it holds other files than a previous eisv-eval output")
     parser.add_argument("--cohort", help="eisv-embed output (.safetensors/.npy) to AS-normalise against")
-    parser.add_argument("--cohort-top-n", type=int, default=300, help="AS-norm: top cohort scores used")
-    parser.add_argument("--max-trials", type=int, help="score a seeded random subset of N trials")
+    add_flag(parser, "--cohort-top-n", type=positive_int, default=300, help="AS-norm: top cohort scores used")
+    add_flag(parser, "--cohort-any-model", action="store_true",
+             help="use a --cohort embedded by another model (or one that records none, e.g. .npy)")
+    add_flag(parser, "--max-trials", type=int, help="score a seeded random subset of N trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-trials subset")
     add_embedding_options(parser)
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of a table")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_flag(parser, "--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -47,18 +67,21 @@ def run(args) -> dict:
             raise ToolError(f"{path}: no such {what}")
     if args.cohort and not Path(args.cohort).is_file():
         raise ToolError(f"{args.cohort}: no such cohort file")
+    output_dir = Path(args.output_dir or f"eval_{Path(str(args.model).rstrip('/')).name}")
+    check_replaceable_folder(output_dir, is_eval_output, "an eisv-eval output", args.overwrite)  # before any work
     model, feature_extractor = load_model(args.model, args.device)
     results = evaluate_trials(model, feature_extractor, args.trials, args.root, batch_size=args.batch_size,
                               cohort=args.cohort, cohort_top_n=args.cohort_top_n, max_trials=args.max_trials,
                               seed=args.seed, window_s=args.window_s, hop_s=args.hop_s, max_batch_s=args.max_batch_s,
-                              progress=not args.no_progress, return_scores=True)
+                              progress=not args.no_progress, return_scores=True, min_speech_s=args.min_speech_s,
+                              cohort_any_model=args.cohort_any_model)
     results = {"model": str(args.model), "trials_file": str(args.trials), "root": str(args.root), **results}
-    output_dir = Path(args.output_dir or f"eval_{Path(str(args.model).rstrip('/')).name}")
     primary = results["scores"][results["scoring"]]
-    plot_det(primary, results["trials"], output_dir / "det.png", title=f"DET ({results['scoring']} scores)")
-    plot_histograms(primary, results["trials"], output_dir / "score_histograms.png",
-                    title=f"{results['scoring']} scores per condition")
-    write_results(output_dir, results)  # last: results.json marks a complete run
+    with staged_folder(output_dir) as staging:  # OUT is replaced as a whole, once everything is written
+        write_results(staging, results)
+        plot_det(primary, results["trials"], staging / "det.png", title=f"DET ({results['scoring']} scores)")
+        plot_histograms(primary, results["trials"], staging / "score_histograms.png",
+                        title=f"{results['scoring']} scores per condition")
     results["output_dir"] = str(output_dir)
     return results
 

@@ -22,10 +22,12 @@ import numpy as np
 
 from modeling_eisv.scoring import (as_norm_scores, cohort_statistics, compute_eer, compute_min_dcf,
                                    cosine_scores)
+from modeling_eisv.speech_activity import MIN_SPEECH_S
 
 from .embedding_store import load_embeddings
-from .errors import ToolError
-from .trials import read_trials, sample_trials
+from .errors import AudioFileError, ToolError
+from .loading import model_identity
+from .trials import normalise_key, read_trials, sample_trials
 from .windowed_embedding import WindowedEmbedder, probe_audio
 
 P_TARGETS = (0.01, 0.05)
@@ -81,30 +83,59 @@ def metrics_by_group(scores, trials) -> dict:
 
 
 def embed_trial_files(model, feature_extractor, trials, root, batch_size=16, window_s=10.0, hop_s=5.0, device=None,
-                      progress=False, max_batch_s=80.0):
-    """Embed every distinct enroll/test file once -> {relative path: (D,) unit-norm float32}.
+                      progress=False, max_batch_s=80.0, min_speech_s=MIN_SPEECH_S):
+    """Embed every distinct enroll/test file once -> {key as in the trial list: (D,) unit-norm float32}.
 
-    All files are checked before any computation; a missing one is reported with a CSV line that uses it.
+    Keys are compared normalised (`./a.flac` and `a.flac` are one file, embedded once). All files
+    are probed before any computation; any error about a file (missing, undecodable, too little
+    speech) names a trial-list line that uses it.
     """
     root = Path(root)
     keys = sorted(set(trials.enroll) | set(trials.test))
+    files = sorted({normalise_key(key) for key in keys})
+
+    def where(file_key):
+        uses = [i for i, (e, t) in enumerate(zip(trials.enroll, trials.test))
+                if normalise_key(e) == file_key or normalise_key(t) == file_key]
+        return f"used on line {int(trials.line[uses[0]])} of {trials.source}"
+
     infos = []
-    for key in keys:
+    for file_key in files:
         try:
-            infos.append(probe_audio(root / key))
+            infos.append(probe_audio(root / file_key))
         except ToolError as error:
-            uses = trials.line[(trials.enroll == key) | (trials.test == key)]
-            raise ToolError(f"{error} (used on line {int(uses[0])} of {trials.source})") from None
-    embedder = WindowedEmbedder(model, feature_extractor, batch_size, window_s, hop_s, device, max_batch_s)
-    embeddings = {}
-    for position, vector, _, _ in embedder.embed_files([info.path for info in infos], progress, infos=infos):
-        embeddings[keys[position]] = vector
-    return embeddings
+            raise ToolError(f"{error} ({where(file_key)})") from None
+    embedder = WindowedEmbedder(model, feature_extractor, batch_size, window_s, hop_s, device, max_batch_s,
+                                min_speech_s=min_speech_s)
+    by_file = {}
+    try:
+        for position, vector, _, _ in embedder.embed_files([info.path for info in infos], progress, infos=infos):
+            by_file[files[position]] = vector
+    except AudioFileError as error:
+        position = next((i for i, info in enumerate(infos) if info.path == Path(error.path)), None)
+        if position is None:
+            raise
+        raise ToolError(f"{error} ({where(files[position])})") from None
+    return {key: by_file[normalise_key(key)] for key in keys}
+
+
+def check_cohort_model(cohort_name, metadata: dict, model, feature_extractor):
+    """Raises `ToolError` unless the cohort file records the identity of `model` (see `model_identity`)."""
+    recorded = metadata.get("model_sha256")
+    if recorded is None:
+        raise ToolError(f"{cohort_name}: records no model identity (a .npy output, or one of an older eisv-embed), "
+                        f"so it cannot be checked against this model; re-embed the cohort with this model into a "
+                        f".safetensors file, or pass --cohort-any-model to use it anyway")
+    expected = model_identity(model, feature_extractor)
+    if recorded != expected:
+        raise ToolError(f"{cohort_name}: was embedded by another model ({metadata.get('model', '?')}, "
+                        f"{recorded[:19]}...) than the one evaluated ({expected[:19]}...); AS-norm needs the "
+                        f"cohort embedded by the same model. Re-embed it, or pass --cohort-any-model to use it anyway")
 
 
 def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, device=None, cohort=None,
                     cohort_top_n=300, max_trials=None, seed=0, window_s=10.0, hop_s=5.0, max_batch_s=80.0,
-                    progress=False, return_scores=False) -> dict:
+                    progress=False, return_scores=False, min_speech_s=MIN_SPEECH_S, cohort_any_model=False) -> dict:
     """Score a trial list with `model` and compute EER / minDCF overall, per corpus, per condition.
 
     Args:
@@ -112,8 +143,10 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
         feature_extractor: `EISVFeatureExtractor`.
         trials: CSV path, DataFrame or `Trials` with `corpus, enroll, test, label, condition`.
         root: folder the enroll/test paths are relative to.
-        cohort: (C, D) array or an `eisv-embed` file: adds AS-norm scores (top `cohort_top_n`).
+        cohort: (C, D) array or an `eisv-embed` file: adds AS-norm scores (top `cohort_top_n`). A file
+            must record this model's identity (`check_cohort_model`) unless `cohort_any_model`.
         max_trials: score a seeded random subset of this many trials (quick runs).
+        min_speech_s: a file with less active signal is an error naming it and its trial line (0: allowed).
     Returns:
         {"format", "num_trials", "num_files", "max_trials", "seed", "scoring": "cosine"|"as_norm",
          "summary": {eer, eer_threshold, min_dcf_0.01, min_dcf_0.05} of the primary scoring,
@@ -127,12 +160,14 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
     cohort_name = None
     if cohort is not None and not isinstance(cohort, np.ndarray):
         cohort_name = str(cohort)
-        cohort = load_embeddings(cohort)[0]
+        cohort, _, cohort_metadata = load_embeddings(cohort)
+        if not cohort_any_model:
+            check_cohort_model(cohort_name, cohort_metadata, model, feature_extractor)
     was_training = model.training
     model.eval()
     try:
         embeddings = embed_trial_files(model, feature_extractor, trials, root, batch_size, window_s, hop_s, device,
-                                       progress, max_batch_s)
+                                       progress, max_batch_s, min_speech_s)
     finally:
         model.train(was_training)
     enroll = np.stack([embeddings[key] for key in trials.enroll])
@@ -156,7 +191,7 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
     results = {
         "format": RESULTS_FORMAT,
         "num_trials": len(trials),
-        "num_files": len(embeddings),
+        "num_files": len({normalise_key(key) for key in embeddings}),
         "max_trials": max_trials,
         "seed": seed,
         "scoring": primary,

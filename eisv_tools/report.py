@@ -10,6 +10,9 @@ import json
 
 from .atomic_files import write_text_atomic
 
+# Every file eisv-eval writes into its output folder.
+OUTPUT_FILES = ("results.json", "results.md", "scores.csv", "det.png", "score_histograms.png")
+
 METRIC_COLUMNS = (("num_targets", "targets", "{}"), ("num_nontargets", "non-targets", "{}"), ("eer", "EER %", "{:.2f}"),
                   ("min_dcf_0.01", "minDCF 0.01", "{:.4f}"), ("min_dcf_0.05", "minDCF 0.05", "{:.4f}"),
                   ("eer_threshold", "threshold at EER", "{:.4f}"))

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -113,7 +114,8 @@ def test_as_norm_with_an_eisv_embed_cohort(setup, tmp_path, capsys):
     ("corpus,enroll,test,condition\nx,a.flac,b.flac,same\n", "missing column(s) label"),
     ("corpus,enroll,test,label,condition\nx,a.flac,b.flac,1,same\nx,a.flac,b.flac,yes,diff\n", "line 3: label must be 0 or 1"),
     ("corpus,enroll,test,label,condition\nx,,b.flac,1,same\n", "line 2: empty enroll"),
-    ("corpus,enroll,test,label,condition\nx,missing_a.flac,missing_a.flac,1,same\nx,missing_a.flac,missing_a.flac,0,n\n",
+    # (line 3 pairs missing_a with missing_b: the same pair labelled 1 and 0 is now refused on its own)
+    ("corpus,enroll,test,label,condition\nx,missing_a.flac,missing_a.flac,1,same\nx,missing_a.flac,missing_b.flac,0,n\n",
      "missing_a.flac: no such audio file (used on line 2"),
 ])
 def test_bad_trial_files_name_the_line_and_write_nothing(setup, tmp_path, capsys, content, message):
@@ -135,3 +137,138 @@ def test_as_a_subprocess(setup, tmp_path):
                            "--no-progress"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["num_trials"] == 30
+
+
+# --- synthetic, fast: trial-list checks, cohort identity, the output folder (issues 18 and 19) -----------------
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A tiny model, four 1 s synthetic voices (two "speakers" of two clips) and their six trials."""
+    import soundfile
+
+    from _tiny import voice_like
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    audio = folder / "audio"
+    audio.mkdir()
+    for speaker in range(2):
+        for take in range(2):
+            soundfile.write(audio / f"s{speaker}_{take}.wav", voice_like(1.0, seed=10 * speaker + take), 16000)
+    trials = folder / "trials.csv"
+    trials.write_text("corpus,enroll,test,label,condition\n"
+                      "c,s0_0.wav,s0_1.wav,1,same\nc,s1_0.wav,s1_1.wav,1,same\nc,s0_0.wav,s1_0.wav,0,diff\n"
+                      "c,s0_1.wav,s1_1.wav,0,diff\nc,s0_0.wav,s1_1.wav,0,diff\nc,s0_1.wav,s1_0.wav,0,diff\n")
+    return save_tiny_model(folder / "tiny"), trials, audio
+
+
+def run_eval(model_dir, trials, root, out, *extra):
+    return main(["--model", str(model_dir), "--trials", str(trials), "--root", str(root), "--output-dir", str(out),
+                 "--no-progress", *extra])
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("c,a.wav,b.wav,1,same\nc,b.wav,a.wav,0,diff\n",
+     "line 3: the pair b.wav, a.wav is labelled 0 here but 1 on line 2"),
+    ("c,a.wav,b.wav,1,same\nc,./a.wav,b.wav,0,diff\n", "labelled 0 here but 1 on line 2"),
+    ("c,a.wav,b.wav,1\n", "line 2: 4 field(s), the header has 5"),
+    ("\n\nc,a.wav,b.wav,1,same\nc,a.wav,c.wav,x,diff\n", "line 5: label must be 0 or 1"),  # blank lines count
+])
+def test_contradictory_pairs_and_short_rows_name_the_users_line(synthetic, tmp_path, capsys, rows, message):
+    model_dir, _, audio = synthetic
+    bad = tmp_path / "bad.csv"
+    bad.write_text("corpus,enroll,test,label,condition\n" + rows)
+    assert run_eval(model_dir, bad, audio, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert message in err and "bad.csv" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_audio_errors_found_while_embedding_name_the_trial_line(synthetic, tmp_path, capsys):
+    import soundfile
+
+    model_dir, trials, audio = synthetic
+    root = tmp_path / "root"
+    shutil.copytree(audio, root)
+    nan = np.full(16000, 0.1, np.float32)
+    nan[100] = np.nan
+    soundfile.write(root / "nan.wav", nan, 16000, subtype="FLOAT")
+    soundfile.write(root / "silent.wav", np.zeros(32000, np.float32), 16000)
+    for name, problem in (("nan.wav", "NaN"), ("silent.wav", "too little speech")):
+        listing = tmp_path / f"{name}.csv"
+        listing.write_text(trials.read_text() + f"c,s0_0.wav,./{name},0,diff\n")
+        assert run_eval(model_dir, listing, root, tmp_path / "out") == 1
+        err = capsys.readouterr().err
+        assert name in err and problem in err and f"used on line 8 of {listing}" in err, err
+
+
+def test_key_spellings_of_one_file_are_embedded_once(synthetic, tmp_path, capsys):
+    model_dir, trials, audio = synthetic
+    listing = tmp_path / "dotted.csv"
+    listing.write_text(trials.read_text().replace("c,s0_0.wav,s0_1.wav", "c,./s0_0.wav,s0_1.wav"))
+    assert run_eval(model_dir, listing, audio, tmp_path / "out", "--json") == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["num_files"] == 4
+
+
+def test_the_cohort_must_come_from_the_evaluated_model(synthetic, tmp_path, capsys):
+    model_dir, trials, audio = synthetic
+    other = save_tiny_model(tmp_path / "other", seed=1)
+    cohort = tmp_path / "cohort.safetensors"
+    assert embed_main(["--model", str(other), "--input", str(audio), "--output", str(cohort), "--no-progress"]) == 0
+    extra = ("--cohort", str(cohort), "--cohort-top-n", "2")
+    assert run_eval(model_dir, trials, audio, tmp_path / "out", *extra) == 1
+    err = capsys.readouterr().err
+    assert "cohort.safetensors: was embedded by another model" in err and "--cohort-any-model" in err
+    assert run_eval(model_dir, trials, audio, tmp_path / "out", *extra, "--cohort_any_model") == 0
+    npy = tmp_path / "cohort.npy"
+    assert embed_main(["--model", str(model_dir), "--input", str(audio), "--output", str(npy), "--no-progress"]) == 0
+    assert run_eval(model_dir, trials, audio, tmp_path / "out2", "--cohort", str(npy)) == 1
+    assert "records no model identity" in capsys.readouterr().err
+    mine = tmp_path / "mine.safetensors"
+    assert embed_main(["--model", str(model_dir), "--input", str(audio), "--output", str(mine), "--no-progress"]) == 0
+    assert run_eval(model_dir, trials, audio, tmp_path / "out3", "--cohort", str(mine), "--cohort-top-n", "2") == 0
+
+
+def test_an_output_folder_of_something_else_is_refused(synthetic, tmp_path, capsys):
+    model_dir, trials, audio = synthetic
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert run_eval(model_dir, trials, audio, mine) == 1
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "--overwrite" in err
+    assert (mine / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "out"
+    assert main(["--model", str(model_dir), "--trials", str(trials), "--root", str(audio), "--output_dir", str(out),
+                 "--no_progress", "--max_trials", "5"]) == 0  # train_eisv.py's spelling works too
+    assert run_eval(model_dir, trials, audio, out) == 0  # a previous eisv-eval output is replaced
+    assert run_eval(model_dir, trials, audio, mine, "--overwrite") == 0
+    assert not (mine / "notes.txt").exists() and (mine / "results.json").is_file()
+
+
+def test_the_output_folder_is_replaced_whole_with_the_umasks_permissions(synthetic, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import eisv_tools.plots as plots
+
+    model_dir, trials, audio = synthetic
+    out = tmp_path / "out"
+    old_umask = os.umask(0o022)
+    try:
+        assert run_eval(model_dir, trials, audio, out) == 0
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+    before = {p.name: p.stat().st_ino for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(plots, "plot_histograms", broken)  # fails after results.json and det.png are written
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_eval(save_tiny_model(tmp_path / "other", seed=1), trials, audio, out)
+    assert {p.name: p.stat().st_ino for p in out.iterdir()} == before  # no new det.png beside old results
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
