@@ -1,7 +1,7 @@
 """`eisv-export`: an EISV embedding model (`EISVModel`) as an ONNX graph, checked against PyTorch.
 
 Usage:
-    eisv-export --model DIR_OR_ID --onnx OUT.onnx [--opset 18] [--no-check]
+    eisv-export --model DIR_OR_ID --onnx OUT.onnx [--opset 18] [--no-check] [--overwrite]
 
 The graph maps
     input_features  float32 (batch, frames, num_mel_bins)  from `EISVFeatureExtractor`
@@ -19,7 +19,9 @@ an opset below 18 uses the TorchScript exporter, because the new one writes an i
 (`repeat_interleave`/`index_add_`), which `torch.export` rejects and tracing would freeze.
 
 The file is written under a temporary name, checked (`onnx.checker`, then onnxruntime vs PyTorch
-on a padded batch, cosine >= 0.9999, unless `--no-check`) and only then renamed to OUT.onnx.
+on a padded batch, cosine >= 0.9999, unless `--no-check`) and only then renamed to OUT.onnx. An
+existing OUT.onnx is replaced only when it is a previous eisv export (its metadata has
+`eisv_config`); any other file there is refused unless `--overwrite`.
 Exit codes: 0 written, 1 bad input or failed check (message names the file), 2 bad command line.
 """
 
@@ -37,6 +39,7 @@ import torch
 from torch import nn
 
 from .atomic_files import atomic_path
+from .cli_options import add_flag
 from .errors import ToolError
 from .loading import load_model
 
@@ -96,8 +99,20 @@ def check_against_torch(model, onnx_path, input_features, attention_mask, thread
     return float(cosine_rows(got, expected).min())
 
 
-def check_output_path(onnx_path) -> Path:
-    """Validates OUT.onnx before any work: `.onnx` suffix, not a folder, parent not a file."""
+def is_eisv_export(path) -> bool:
+    """Whether `path` is an ONNX file written by eisv-export (its metadata has `eisv_config`)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX at all, or unreadable: not ours
+        return False
+    return any(prop.key == "eisv_config" for prop in proto.metadata_props)
+
+
+def check_output_path(onnx_path, overwrite: bool = False) -> Path:
+    """Validates OUT.onnx before any work: `.onnx` suffix, not a folder, parent not a file, and an
+    existing file only when it is a previous eisv export (or with `overwrite`)."""
     path = Path(onnx_path)
     if path.suffix.lower() != ".onnx":
         raise ToolError(f"{path}: the output must end with .onnx")
@@ -108,6 +123,9 @@ def check_output_path(onnx_path) -> Path:
             if not parent.is_dir():
                 raise ToolError(f"{path}: cannot write here, {parent} is a file, not a folder")
             break
+    if path.exists() and not overwrite and not is_eisv_export(path):
+        raise ToolError(f"{path}: exists and is not an eisv-export ONNX file; pass --overwrite to replace it, or "
+                        f"choose another output")
     return path
 
 
@@ -140,15 +158,18 @@ def _export(graph, args, path: Path, opset: int):
                           do_constant_folding=True, **names)
 
 
-def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool = True) -> dict:
+def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool = True,
+                overwrite: bool = False) -> dict:
     """Exports `model` (an `EISVModel`) to `onnx_path` atomically; returns what was written.
+
+    An existing `onnx_path` that is not a previous eisv export is refused unless `overwrite`.
 
     Returns: {"path", "opset", "exporter", "embedding_size", "min_cosine" (None without check)}.
     Raises `ToolError` for an unsupported encoder, a bad path or a failed check.
     """
     import onnx
 
-    path = check_output_path(onnx_path)
+    path = check_output_path(onnx_path, overwrite)
     config = model.config
     if config.encoder_type not in SUPPORTED_ENCODERS:
         raise ToolError(
@@ -203,16 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--onnx", required=True, help="output file, OUT.onnx")
     parser.add_argument("--opset", type=int, default=FIRST_DYNAMO_OPSET,
                         help=f"ONNX opset (default {FIRST_DYNAMO_OPSET}; below {FIRST_DYNAMO_OPSET} uses the TorchScript exporter)")
-    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch check")
+    add_flag(parser, "--no-check", action="store_true", help="skip the onnxruntime vs PyTorch check")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT.onnx even if it is not a previous eisv export")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_output_path(args.onnx)  # before loading the model
+        check_output_path(args.onnx, args.overwrite)  # before loading the model
         model, _ = load_model(args.model, "cpu")
-        info = export_onnx(model, args.onnx, args.opset, check=not args.no_check)
+        info = export_onnx(model, args.onnx, args.opset, check=not args.no_check, overwrite=args.overwrite)
     except ToolError as error:
         print(f"eisv-export: error: {error}", file=sys.stderr)
         return 1

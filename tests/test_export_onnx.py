@@ -89,3 +89,15 @@ def test_errors_name_the_file(model_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ge2e_lstm" in err and "partial windows" in err and str(tmp_path / "g.onnx") in err
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_an_existing_file_that_is_not_an_eisv_export_is_refused(model_dir, exported, tmp_path, capsys):
+    theirs = tmp_path / "theirs.onnx"
+    theirs.write_bytes(b"someone else's model")
+    assert main(["--model", str(model_dir), "--onnx", str(theirs), "--no-check"]) == 1
+    err = capsys.readouterr().err
+    assert "theirs.onnx: exists and is not an eisv-export ONNX file" in err and "--overwrite" in err
+    assert theirs.read_bytes() == b"someone else's model"
+    assert main(["--model", str(model_dir), "--onnx", str(theirs), "--no-check", "--overwrite", "--opset", "17"]) == 0
+    # A previous export is replaced without asking.
+    assert main(["--model", str(model_dir), "--onnx", str(theirs), "--no_check", "--opset", "17"]) == 0
