@@ -1,17 +1,26 @@
 """Convert the GE2E encoder shipped in the `resemblyzer` wheel into an EISV checkpoint.
 
     python -m modeling_eisv.convert_resemblyzer --output DIR [--weights pretrained.pt | --wheel resemblyzer-0.1.4-py3-none-any.whl]
+                                                [--overwrite]
 
 Without `--weights`/`--wheel`, the `pretrained.pt` of the installed `resemblyzer` package is used
 (found without importing it). The file is read with `torch.load(weights_only=True)`: tensors only,
 no pickled objects are executed. The output folder holds `model.safetensors`, `config.json`,
 `preprocessor_config.json` and the remote code, so `AutoModel.from_pretrained(DIR,
 trust_remote_code=True)` loads it without this package installed.
+
+The folder is built next to DIR and swapped in whole (a kill leaves the old DIR or the new one).
+An existing DIR is replaced only when it is empty or a previous conversion (a `config.json` with
+`model_type` `eisv`, and nothing but `.json`, `.safetensors` and `.py` files); any other folder is
+refused unless `--overwrite`, so a mistyped `--output` never deletes someone's files. The folder
+and its files get the permissions of the umask (0755 / 0644 under umask 022).
 """
 
 import argparse
 import importlib.util
 import io
+import json
+import os
 import shutil
 import sys
 import tempfile
@@ -74,8 +83,48 @@ def convert_state_dict(state: dict) -> dict:
     return converted
 
 
-def convert(output_dir, weights=None, wheel=None) -> Path:
-    """Write the converted model and its feature extractor to `output_dir` (atomically); return it."""
+_CONVERSION_SUFFIXES = (".json", ".safetensors", ".py")
+
+
+def is_previous_conversion(folder: Path) -> bool:
+    """An eisv model folder holding nothing but what a conversion writes (json, safetensors, py files)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict) or config.get("model_type") != "eisv":
+        return False
+    return all(entry.is_file() and entry.suffix in _CONVERSION_SUFFIXES for entry in folder.iterdir())
+
+
+def check_output_folder(output_dir, overwrite: bool = False) -> Path:
+    """Raises `FileExistsError` for an output that exists and is neither empty nor a previous conversion."""
+    output_dir = Path(output_dir)
+    if not output_dir.exists() or overwrite:
+        return output_dir
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir}: exists and is not a folder; choose another --output")
+    entries = sorted(entry.name for entry in output_dir.iterdir())
+    if entries and not is_previous_conversion(output_dir):
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise FileExistsError(f"{output_dir}: folder is not empty ({shown}) and is not a previous conversion; its "
+                              f"contents would be replaced. Pass --overwrite to replace it, or choose another --output")
+    return output_dir
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def convert(output_dir, weights=None, wheel=None, overwrite: bool = False) -> Path:
+    """Write the converted model and its feature extractor to `output_dir` (atomically); return it.
+
+    Raises `FileExistsError` when `output_dir` holds something else than a previous conversion,
+    unless `overwrite` (see the module docstring).
+    """
+    check_output_folder(output_dir, overwrite)
     state = convert_state_dict(read_state_dict(weights, wheel))
     config = EISVConfig(encoder_type="ge2e_lstm", embedding_size=state["encoder.projection.weight"].shape[0],
                         ge2e_hidden_size=state["encoder.lstm.weight_hh_l0"].shape[1])
@@ -90,6 +139,10 @@ def convert(output_dir, weights=None, wheel=None) -> Path:
     try:
         model.save_pretrained(staging)
         EISVFeatureExtractor("ge2e_mel").save_pretrained(staging)
+        umask = _umask()  # mkdtemp makes the folder 0700 and save_pretrained the weights 0600 (mkstemp)
+        os.chmod(staging, 0o777 & ~umask)
+        for entry in staging.iterdir():
+            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
         previous = output_dir.with_name(f".{output_dir.name}.previous")
         if output_dir.exists():  # keep the old folder until the new one is in place
             shutil.rmtree(previous, ignore_errors=True)
@@ -107,10 +160,12 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, help="resemblyzer's pretrained.pt (default: the installed package's)")
     source.add_argument("--wheel", type=Path, help="a resemblyzer wheel file to read pretrained.pt from")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output even if it is not empty and not a previous conversion")
     args = parser.parse_args(argv)
     try:
-        path = convert(args.output, args.weights, args.wheel)
-    except (FileNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        path = convert(args.output, args.weights, args.wheel, args.overwrite)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, zipfile.BadZipFile) as error:
         print(f"convert_resemblyzer: {error}", file=sys.stderr)
         return 1
     print(f"wrote {path}")

@@ -71,3 +71,58 @@ def test_bad_sources_fail_clearly(tmp_path, capsys):
     assert main(["--output", str(tmp_path / "out"), "--weights", str(tmp_path / "other.pt")]) == 1
     assert "not a resemblyzer GE2E checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- the output folder: never someone else's files; the umask's permissions (issues 18 and 19) -----------------
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    """A resemblyzer-shaped checkpoint of a tiny GE2E (3-layer LSTM of 8 units, 4-d embedding): fast to convert."""
+    lstm, linear = torch.nn.LSTM(40, 8, 3), torch.nn.Linear(8, 4)
+    state = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
+    state.update({f"linear.{k}": v for k, v in linear.state_dict().items()})
+    state.update(similarity_weight=torch.tensor([10.0]), similarity_bias=torch.tensor([-5.0]))
+    path = tmp_path / "pretrained.pt"
+    torch.save({"model_state": state}, path)
+    return path
+
+
+def test_a_folder_that_is_not_a_previous_conversion_is_refused(tiny_weights, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("keep me")
+    (folder / "sub" / "data.bin").write_bytes(b"\x01")
+    assert main(["--output", str(folder), "--weights", str(tiny_weights)]) == 1
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "--overwrite" in err
+    assert (folder / "notes.txt").read_text() == "keep me" and (folder / "sub" / "data.bin").is_file()
+    assert main(["--output", str(folder), "--weights", str(tiny_weights), "--overwrite"]) == 0
+    assert not (folder / "notes.txt").exists() and (folder / "config.json").is_file()
+
+
+def test_a_previous_conversion_is_replaced_as_train_eisv_does(tiny_weights, tmp_path):
+    from modeling_eisv.convert_resemblyzer import convert
+
+    folder = tmp_path / "init-resemblyzer"
+    assert convert(folder, weights=tiny_weights) == folder
+    assert convert(folder, weights=tiny_weights) == folder  # a rerun of train_eisv.py converts again
+    assert EISVModel.from_pretrained(folder).config.embedding_size == 4
+    (folder / "README.md").write_text("a user's notes")  # no longer only what a conversion writes
+    with pytest.raises(FileExistsError, match="README.md"):
+        convert(folder, weights=tiny_weights)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_the_folder_gets_the_umasks_permissions(tiny_weights, tmp_path):
+    import os
+    import stat
+
+    folder = tmp_path / "converted"
+    old = os.umask(0o022)
+    try:
+        assert main(["--output", str(folder), "--weights", str(tiny_weights)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # not mkdtemp's 0700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o644}
