@@ -45,6 +45,12 @@ Usage::
         env = hub.env(hf_home=tmp_path / "hf_home")   # for a subprocess: HF_ENDPOINT, HF_TOKEN, ...
         subprocess.run([...], env=env, check=True)
 
+from a shell, to try a push by hand (from the repository root; ``python tests/hub_server.py`` works
+too)::
+
+    python -m tests.hub_server [--port N] [--storage DIR] [-v]   # prints its URL and what to export;
+                                                                 # serves until Ctrl-C (exit 0)
+
 or the pytest fixture `hub_server` (import it into a test module: ``from hub_server import
 hub_server``). Code under test that builds a plain ``HfApi()`` in this process (a training
 script's push) reaches the hub after ``hub_server.patch(monkeypatch)``; a training script run as
@@ -61,6 +67,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -114,14 +121,19 @@ class LocalHub:
         storage_dir: folder for blobs and the checked-out head of each repo (created if missing).
         username: the namespace of repos created without one, and what `whoami` answers.
         token: the token writes must carry (``Authorization: Bearer <token>``); None accepts any.
+        port: the port to listen on (127.0.0.1 only); 0 picks a free one.
+        verbose: print one line per request to stderr (what ``python -m tests.hub_server -v`` shows).
     """
 
-    def __init__(self, storage_dir: str | os.PathLike, *, username: str = "local-user", token: str | None = DEFAULT_TOKEN):
+    def __init__(self, storage_dir: str | os.PathLike, *, username: str = "local-user", token: str | None = DEFAULT_TOKEN,
+                 port: int = 0, verbose: bool = False):
         self.storage_dir = Path(storage_dir)
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         (self.storage_dir / "blobs").mkdir(exist_ok=True)
         self.username = username
         self.token = token
+        self.port = port
+        self.verbose = verbose
         self.fail_commits = False
         self.fail_status = 422
         self.requests: list[tuple[str, str]] = []
@@ -148,7 +160,7 @@ class LocalHub:
             pass
 
         Handler.hub = hub
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-hub", daemon=True
@@ -457,6 +469,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type: str = "application/json"):
+        if self.hub.verbose:
+            print(f"{self.command} {self.path} -> {status}", file=sys.stderr, flush=True)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -601,4 +615,59 @@ if pytest is not None:
             yield hub
 
 
-__all__ = ["LocalHub", "local_hub", "hub_server", "git_blob_sha1", "DEFAULT_TOKEN"]
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.hub_server [--port N] [--storage DIR] [-v]`: serve until Ctrl-C (exit 0)."""
+    import argparse
+    import shlex
+    import signal
+    import tempfile
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.hub_server",
+        description="A local stand-in for the Hugging Face Hub on 127.0.0.1, to try a push (and loading "
+        "the pushed model back) without an account or a network. Repositories are kept in memory: "
+        "they are gone when the server stops.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--storage", metavar="DIR",
+                        help="where pushed files are kept, one folder per repo under DIR/models/ "
+                        "(default: a temporary folder, removed on exit)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print one line per request to stderr")
+    args = parser.parse_args(argv)
+
+    def stop(signum, frame):  # a scheduler's or `kill`'s SIGTERM stops it like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`&`)
+    with contextlib.ExitStack() as stack:
+        storage = args.storage or stack.enter_context(tempfile.TemporaryDirectory(prefix="local-hub-"))
+        hub = LocalHub(storage, port=args.port, verbose=args.verbose)
+        try:
+            hub.start()
+        except OSError as err:
+            parser.error(f"cannot listen on 127.0.0.1:{args.port}: {err.strerror or err}")
+        stack.callback(hub.stop)
+        exports = {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": hub.token}
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("", "0", "false", "no", "off"):
+            exports["HF_HUB_OFFLINE"] = "0"
+        if any(os.environ.get(k) for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")):
+            exports["NO_PROXY"] = "127.0.0.1,localhost"
+        print(f"local Hub listening on {hub.endpoint} (user {hub.username}, files under {hub.storage_dir}); "
+              "Ctrl-C stops it", flush=True)
+        print("in another shell:")
+        for key, value in exports.items():
+            print(f"  export {key}={shlex.quote(value)}")
+        print(f"  python train_eisv.py --push_to_hub --hub_model_id {hub.username}/my-model ...", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("local Hub stopped", flush=True)
+    return 0
+
+
+__all__ = ["LocalHub", "local_hub", "hub_server", "git_blob_sha1", "DEFAULT_TOKEN", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,16 +1,22 @@
 """The local Hub endpoint (tests/hub_server.py): push a tiny EISV model, load it back as a user would."""
 
 import json
+import os
+import queue
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hub_server import git_blob_sha1, hub_server, local_hub  # noqa: E402,F401  (hub_server is a fixture)
+from hub_server import DEFAULT_TOKEN, git_blob_sha1, hub_server, local_hub  # noqa: E402,F401  (hub_server is a fixture)
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi  # noqa: E402
 from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError  # noqa: E402
@@ -155,3 +161,44 @@ def test_from_pretrained_with_remote_code_in_a_fresh_process(tmp_path):
     line = next(line for line in result.stdout.splitlines() if line.startswith("EMBEDDING="))
     loaded = torch.tensor(json.loads(line.removeprefix("EMBEDDING=")))
     torch.testing.assert_close(loaded, expected[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="sends SIGINT, as Ctrl-C does")
+def test_runs_on_its_own_until_ctrl_c(tmp_path):
+    """`python -m tests.hub_server` prints its URL and what to export, answers, and exits 0 on Ctrl-C."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.hub_server", "-v", "--storage", str(tmp_path / "hub")],
+        cwd=Path(__file__).resolve().parents[1], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in server.stdout], daemon=True).start()
+
+    def read_until(text: str) -> list[str]:
+        seen = []
+        while not any(text in line for line in seen):
+            seen.append(lines.get(timeout=20))  # queue.Empty fails the test instead of hanging it
+        return seen
+
+    try:
+        first = lines.get(timeout=20)
+        match = re.search(r"http://127\.0\.0\.1:\d+", first)
+        assert match and "Ctrl-C" in first, first
+        endpoint = match.group(0)
+        printed = "".join(read_until("train_eisv.py --push_to_hub"))
+        assert f"export HF_ENDPOINT={endpoint}\n" in printed
+        assert f"export HF_TOKEN={DEFAULT_TOKEN}\n" in printed
+
+        request = urllib.request.Request(f"{endpoint}/api/whoami-v2", headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"})
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+        with direct.open(request, timeout=10) as answer:
+            assert json.load(answer)["name"] == "local-user"
+        assert any("GET /api/whoami-v2 -> 200" in line for line in read_until("whoami"))  # -v logs requests
+
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=20) == 0
+        assert "local Hub stopped" in "".join(read_until("stopped"))
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
