@@ -3,7 +3,9 @@
 Only safetensors weights are loaded: a folder with nothing but a pickle (`pytorch_model.bin`) is
 refused, as is any other failure, with a one-line `ToolError`. A name that is not an existing
 folder is tried as a Hub id only when it is a valid one; with `HF_HUB_OFFLINE=1` it must be in the
-local Hub cache. Either way a mistyped name fails at once instead of retrying the Hub for ~25 s.
+local Hub cache, and otherwise one request without retries checks that the Hub has it (or falls
+back to the cache when the Hub cannot be reached). Either way a mistyped name fails within
+seconds instead of retrying the Hub for ~23 s.
 """
 
 import hashlib
@@ -60,8 +62,14 @@ def _offline() -> bool:
     return flag or bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
-def check_model_name(name: str):
-    """Fail at once for a name that is no folder and cannot be (or, offline, is not cached as) a Hub id."""
+def check_model_name(name: str) -> bool:
+    """Fail at once for a name that is no folder and cannot be fetched as a Hub id; returns whether
+    to load from the local Hub cache only.
+
+    A Hub id is probed with one request without retries (the Hub client retries a failed download
+    5 times, ~23 s, before giving up): a Hub that cannot be reached is an error unless the id is
+    cached, which then loads from the cache; an id the Hub does not know is an error unless cached.
+    """
     local = Path(name)
     looks_local = local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local:
@@ -69,17 +77,37 @@ def check_model_name(name: str):
             raise ToolError(f"{name}: no such model folder")
         if not (local / "config.json").is_file():
             raise ToolError(f"{name}: no model here (expected a folder with config.json)")
-        return
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+        return False
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, HfHubHTTPError, RepositoryNotFoundError, validate_repo_id
 
     try:
         validate_repo_id(name)
     except HFValidationError:
         raise ToolError(f"{name}: no such model folder, and not a valid Hub id (namespace/name)") from None
-    if _offline() and not isinstance(try_to_load_from_cache(name, "config.json"), str):
-        raise ToolError(f"{name}: no such model folder, and HF_HUB_OFFLINE is set and this Hub id is not in the "
-                        f"local cache")
+    cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    if _offline():
+        if not cached:
+            raise ToolError(f"{name}: no such model folder, and HF_HUB_OFFLINE is set and this Hub id is not in the "
+                            f"local cache")
+        return True
+    try:
+        get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=10)
+    except RepositoryNotFoundError:
+        if cached:
+            return True
+        raise ToolError(f"{name}: no such model folder, and no such model on the Hub (a typo? a private model needs "
+                        f"`hf auth login`)") from None
+    except HfHubHTTPError as error:
+        if cached:
+            return True
+        raise ToolError(f"{name}: no such model folder, and the Hub answered {one_line(error)}") from None
+    except Exception as error:  # network errors (httpx), timeouts
+        if cached:
+            return True
+        raise ToolError(f"{name}: no such model folder, and the Hub cannot be reached ({one_line(error)}); pass a "
+                        f"local folder, or set HF_HUB_OFFLINE=1 to use cached models only") from None
+    return False
 
 
 def load_model(model_name_or_path, device=None):
@@ -95,14 +123,14 @@ def load_model(model_name_or_path, device=None):
 
     name = str(model_name_or_path)
     target = resolve_device(device)  # before loading: a missing GPU fails fast
-    check_model_name(name)
+    cache_only = check_model_name(name)
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # a "Loading weights" bar per call is noise in the tools' output
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, local_files_only=cache_only)
         if getattr(config, "model_type", None) != "eisv":
             raise ToolError(f"{name}: model_type is {config.model_type!r}, not an EISV model")
-        model = AutoModel.from_pretrained(name, config=config, use_safetensors=True)
+        model = AutoModel.from_pretrained(name, config=config, use_safetensors=True, local_files_only=cache_only)
     except ToolError:
         raise
     except Exception as error:  # transformers, safetensors and the Hub raise many types; one line, naming the model
@@ -114,7 +142,7 @@ def load_model(model_name_or_path, device=None):
         if bars:
             transformers_logging.enable_progress_bar()
     try:
-        feature_extractor = AutoFeatureExtractor.from_pretrained(name)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(name, local_files_only=cache_only)
     except (OSError, ValueError):
         feature_extractor = default_feature_extractor(config)
     try:

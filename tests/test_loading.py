@@ -53,3 +53,19 @@ def test_identity_follows_the_weights_not_the_folder_or_the_threshold(model_dir,
     with torch.no_grad():
         next(model.parameters())[0] += 1e-3
     assert model_identity(model, feature_extractor) != identity
+
+
+def test_an_unreachable_hub_fails_within_seconds_not_after_five_retries(tmp_path):
+    """A valid id that is no folder, the Hub unreachable (a local port nobody listens on): one try, no retries."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    environment.pop("HF_HUB_OFFLINE", None)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", "from eisv_tools.loading import load_model; load_model('someone/typo')"],
+                          capture_output=True, text=True, env=environment, timeout=120)
+    elapsed = time.monotonic() - start
+    assert done.returncode != 0 and "someone/typo: no such model folder, and the Hub cannot be reached" in done.stderr
+    assert elapsed < 15, elapsed  # the Hub client's own retries take ~23 s on top of the start-up
