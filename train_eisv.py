@@ -10,8 +10,10 @@ candidates of each epoch scored on the selection lists, interpolations with the 
 """
 
 import copy
+import errno
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -22,12 +24,14 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from data_collators import AudioStore, EISVCollator, SpeakerEmotionBatchSampler
+from data_collators.indexing import BadRowError
+from eisv_tools.errors import ToolError
 from eisv_training.arguments import parse_arguments
 from eisv_training.checkpoints import CheckpointError, latest_checkpoint, load_checkpoint, restore_state_dict, save_checkpoint
 from eisv_training.data import load_training_data, resolve_defaults
 from eisv_training.distributed_evaluation import evaluate_during_training
 from eisv_training.export import export_model, finalize_model_folder, push_folder
-from eisv_training.forgetting import StartingPointPenalty, TeacherAnchor, parameter_groups
+from eisv_training.forgetting import TeacherAnchor, parameter_groups
 from eisv_training.loader import EpochTaggedBatches, RowIndices
 from eisv_training.run_folder import check_output_dir, check_push_access, quiet_libraries, starting_encoder_type
 from eisv_training.schedules import MarginSchedule, lr_multiplier
@@ -83,6 +87,23 @@ class StopRequest:
 
 
 def main(argv=None):
+    """The run; the common mistakes (a missing file or folder, bad rows, missing columns, too few speakers, a
+    bad trial list, a full disk) end in one line that names what is wrong, exit 1. EISV_DEBUG=1 shows the
+    traceback instead."""
+    try:
+        return train(argv)
+    except (ToolError, BadRowError, FileNotFoundError, ValueError, OSError, RuntimeError) as error:
+        # torch.save on a full disk raises RuntimeError("... inline_container.cc ... unexpected pos ...")
+        full_disk = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "unexpected pos" in str(error)
+        if os.environ.get("EISV_DEBUG") or (isinstance(error, RuntimeError) and not full_disk):
+            raise
+        if full_disk:
+            error = f"the disk is full ({error}); free space or choose another --output_dir, then --resume latest"
+        print(f"train_eisv: error: {error}", file=sys.stderr)
+        return 1
+
+
+def train(argv=None):
     data, model_args, recipe, args = parse_arguments(argv)
     resolve_defaults(data)
     output_dir = Path(args.output_dir)
@@ -144,12 +165,11 @@ def main(argv=None):
         raise SystemExit(f"train_eisv: no full batch of {args.speakers_per_batch} speakers per process; "
                          f"lower --speakers_per_batch (the data has {num_speakers} speakers)")
 
-    # -- what keeps the fine-tune near its start: the start's weights, a teacher, L2-SP ------------------
+    # -- what keeps the fine-tune near its start: the start's weights, a teacher, layer rates -----------
     start_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith("aam.")}
     teacher = TeacherAnchor(model.eisv, model_args.kd_anchor).to(accelerator.device) if model_args.kd_weight else None
     groups = parameter_groups(model, model.config.encoder_type, args.learning_rate, model_args.layer_lr_decay,
                               model_args.freeze_layers)
-    penalty = StartingPointPenalty(model) if model_args.l2sp_weight else None
     encoder_parameters = [p for p in model.eisv.parameters() if p.requires_grad]
 
     # -- optimizer and schedules (stepped per optimizer step) ----------------------------------
@@ -227,7 +247,10 @@ def main(argv=None):
     # One loader over every remaining epoch (see EpochTaggedBatches); a resume starts it mid-epoch.
     batches = EpochTaggedBatches(sampler, batches_per_epoch, num_epochs, state.epoch, state.batches_done)
     train_loader = torch.utils.data.DataLoader(RowIndices(len(store)), batch_sampler=batches, collate_fn=collator,
-                                               num_workers=args.num_workers, pin_memory=torch.cuda.is_available())
+                                               num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
+                                               # its own generator: creating the iterator on a resume must not
+                                               # draw from the global torch RNG that the checkpoint restored
+                                               generator=torch.Generator().manual_seed(args.seed))
     stream = iter(train_loader)
     timing = {"wait": 0.0, "total": 0.0, "samples": 0}
     clock, first_step = time.perf_counter(), state.global_step
@@ -261,8 +284,6 @@ def main(argv=None):
                                                   neutral_rows)
                         kd_loss = teacher.loss(output.embeddings, anchors)
                         loss = loss + model_args.kd_weight * kd_loss
-                    if penalty is not None:
-                        loss = loss + model_args.l2sp_weight * penalty()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     if state.global_step < head_only_steps:  # LP-FT: the head learns first, the encoder waits

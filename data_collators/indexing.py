@@ -52,7 +52,8 @@ class IndexReport:
 
 
 def index_dataset(dataset: datasets.Dataset, sampling_rate: int = 16000, neutral_emotions=("neutral",),
-                  skip_bad_rows: bool = False, min_seconds: float = 0.1, bad_rows_log=None, num_proc=None):
+                  skip_bad_rows: bool = False, min_seconds: float = 0.1, bad_rows_log=None, num_proc=None,
+                  skip_hint: str = "skip_bad_rows=True"):
     """Validate every row of a `sources.load_source` Dataset and add the index columns.
 
     Args:
@@ -63,6 +64,10 @@ def index_dataset(dataset: datasets.Dataset, sampling_rate: int = 16000, neutral
         min_seconds: clips shorter than this (after resampling) are bad, in seconds.
         bad_rows_log: optional CSV path listing dropped rows (written to a temporary name, then renamed).
         num_proc: processes for `Dataset.map` (decoding is the slow part).
+        skip_hint: how the error message tells the caller to skip bad rows (a CLI passes its flag).
+    Bad rows are named by their `where` column (the user's file and line, from `load_source`) when
+    the dataset has one, else by row number. Repeated rows, and files listed under several speakers,
+    are counted and logged (a warning), not dropped.
     Returns:
         (indexed Dataset, IndexReport)
     """
@@ -76,12 +81,13 @@ def index_dataset(dataset: datasets.Dataset, sampling_rate: int = 16000, neutral
     checked = dataset.map(_check_row, with_indices=True, num_proc=num_proc, desc="Checking audio",
                           fn_kwargs={"sampling_rate": sampling_rate, "min_samples": min_samples})
     reasons = checked["bad_reason"]
+    where = dataset["where"] if "where" in dataset.column_names else [f"row {i}" for i in range(len(dataset))]
     bad = [(row, dataset[row]["path"], reason) for row, reason in enumerate(reasons) if reason]
     if bad and not skip_bad_rows:
-        listed = "\n".join(f"  row {row} ({path}): {reason}" for row, path, reason in bad[:20])
+        listed = "\n".join(f"  {where[row]} ({path}): {reason}" for row, path, reason in bad[:20])
         more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
         raise BadRowError(f"{len(bad)} of {len(dataset)} rows cannot be used:\n{listed}{more}\n"
-                          f"Fix them, or pass skip_bad_rows=True to drop them (they are then listed in the log).")
+                          f"Fix them, or pass {skip_hint} to drop them (they are then listed in the log).")
     if bad:
         logger.warning("index_dataset: dropped %d of %d bad rows: %s", len(bad), len(dataset),
                        "; ".join(f"row {r} ({p}): {why}" for r, p, why in bad))
@@ -91,6 +97,7 @@ def index_dataset(dataset: datasets.Dataset, sampling_rate: int = 16000, neutral
     if len(checked) == 0:
         raise BadRowError("index_dataset: no usable rows left")
     checked = checked.remove_columns("bad_reason")
+    _warn_repeats(checked)
 
     speakers = sorted(set(checked["speaker"]))
     emotions = sorted(set(checked["emotion"]))
@@ -108,6 +115,24 @@ def index_dataset(dataset: datasets.Dataset, sampling_rate: int = 16000, neutral
                        ", ".join(neutral_emotions), ", ".join(emotions))
     report = IndexReport(len(dataset), len(indexed), speakers, emotions, neutral_emotions, bad)
     return indexed, report
+
+
+def _warn_repeats(dataset):
+    """Log repeated (path, speaker, emotion) rows and files listed under more than one speaker."""
+    paths, speakers, emotions = dataset["path"], dataset["speaker"], dataset["emotion"]
+    rows = list(zip(paths, speakers, emotions))
+    repeated = len(rows) - len(set(rows))
+    owners = {}
+    for path, speaker in zip(paths, speakers):
+        owners.setdefault(path, set()).add(speaker)
+    shared = sorted(p for p, names in owners.items() if p and len(names) > 1)
+    if repeated:
+        logger.warning("index_dataset: %d repeated row(s) (same file, speaker and emotion) are kept, so those clips "
+                       "weigh more in training; remove them if that is not intended", repeated)
+    if shared:
+        logger.warning("index_dataset: %d file(s) are listed under more than one speaker, e.g. %s (%s)", len(shared),
+                       shared[0], ", ".join(sorted(owners[shared[0]])))
+    return repeated, len(shared)
 
 
 def _check_row(row, index, sampling_rate, min_samples):

@@ -18,6 +18,7 @@ import datasets
 import pandas
 
 COLUMNS = ("path", "speaker", "emotion", "corpus")
+WHERE = "where"  # each row's origin as its user would find it: "table.csv, line 7" or "Hub dataset 'x', row 6"
 
 # The train / dev-test protocol of shared/data/README.md (speaker names are corpus-prefixed).
 _RAVDESS_TRAIN = [f"ravdess_Actor_{i:02d}" for i in range(1, 19)]
@@ -64,6 +65,9 @@ def load_source(source, column_mapping=None, split="train", audio_cache_dir=None
         return _from_table(path, column_mapping, default_corpus=path.stem)
     if os.path.exists(str(source)):
         raise ValueError(f"{source}: not a folder, .csv, .json or .jsonl file")
+    text = str(source)
+    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or path.suffix:
+        raise FileNotFoundError(f"{source}: no such file or folder (and not a Hub dataset id, which is 'owner/name')")
     dataset = datasets.load_dataset(str(source), split=split)
     return _from_dataset(dataset, column_mapping, audio_cache_dir, where=f"Hub dataset {source!r}")
 
@@ -97,7 +101,11 @@ def _from_table(table: Path, column_mapping, default_corpus: str) -> datasets.Da
     frame["path"] = [_absolute(base, p) for p in frame["path"]]
     if "corpus" not in frame.columns:
         frame["corpus"] = default_corpus
-    return _standardise(frame[list(COLUMNS)])
+    # A CSV's first data row is its line 2 (after the header); JSON Lines count from line 1.
+    first = 2 if table.suffix.lower() == ".csv" else 1
+    frame[WHERE] = [f"{table}, line {first + i}" if table.suffix.lower() != ".json" else f"{table}, record {i}"
+                    for i in range(len(frame))]
+    return _standardise(frame[[*COLUMNS, WHERE]])
 
 
 def _from_dataset(dataset: datasets.Dataset, column_mapping, audio_cache_dir, where: str) -> datasets.Dataset:
@@ -119,7 +127,8 @@ def _from_dataset(dataset: datasets.Dataset, column_mapping, audio_cache_dir, wh
     if "corpus" not in frame.columns:
         frame["corpus"] = ""
     frame["path"] = [None if p is None else str(Path(p).resolve()) for p in frame["path"]]
-    return _standardise(frame[list(COLUMNS)])
+    frame[WHERE] = [f"{where}, row {i}" for i in range(len(frame))]
+    return _standardise(frame[[*COLUMNS, WHERE]])
 
 
 def _audio_path(value, cache: Path, row: int, where: str):
@@ -163,7 +172,7 @@ def _standardise(frame: pandas.DataFrame) -> datasets.Dataset:
     for name in ("speaker", "emotion", "corpus"):
         frame[name] = [_label(v) for v in frame[name]]
     frame["path"] = [None if p in (None, "") else str(p) for p in frame["path"]]
-    features = datasets.Features({c: datasets.Value("string") for c in COLUMNS})
+    features = datasets.Features({c: datasets.Value("string") for c in frame.columns})
     return datasets.Dataset.from_pandas(frame.reset_index(drop=True), features=features, preserve_index=False)
 
 

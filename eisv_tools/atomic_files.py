@@ -73,6 +73,16 @@ def make_staging_folder(final) -> Path:
     return staging
 
 
+def apply_umask(folder):
+    """Give `folder` and everything below it the umask's permissions (savers such as `save_pretrained`
+    create weights 0600 through mkstemp); a folder shared by several nodes must be readable by them."""
+    umask = current_umask()
+    folder = Path(folder)
+    for entry in [folder, *folder.rglob("*")]:
+        if not entry.is_symlink():
+            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
+
+
 def replace_folder(staging, final):
     """Move a finished `staging` folder to `final`, keeping the old `final` until the new one is there.
 

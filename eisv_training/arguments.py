@@ -96,8 +96,6 @@ class ModelArguments:
         "help": "same_input: the teacher's embedding of the same (unmasked) input; neutral: the teacher's mean "
                 "embedding of the same speaker's plain neutral crops in the batch (the same input where the "
                 "batch has none) — ERL against a fixed anchor instead of another moving embedding."})
-    l2sp_weight: float = field(default=0.0, metadata={
-        "help": "L2-SP: weight of sum((θ − θ_start)²) / sum(θ_start²) over the encoder (0 = off)."})
     interpolate_alphas: Optional[str] = field(default=None, metadata={
         "help": "Weight-space interpolation with the start (WiSE-FT): after training, α·θ_last + (1 − α)·θ_start for "
                 "each comma-separated α (e.g. '0.25,0.5,0.75') is scored on the selection lists and competes with "

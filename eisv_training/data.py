@@ -95,7 +95,7 @@ def load_training_data(data, output_dir, accelerator) -> TrainingData:
             raise SystemExit(f"train_eisv: --validation_speakers: {error}") from None
         with accelerator.main_process_first():
             validation, _ = index_dataset(validation, neutral_emotions=(data.neutral_label,),
-                                          skip_bad_rows=data.skip_bad_rows,
+                                          skip_bad_rows=data.skip_bad_rows, skip_hint="--skip_bad_rows",
                                           bad_rows_log=Path(output_dir) / "bad_rows_validation.csv")
         path = Path(output_dir) / "validation_trials.csv"
         if accelerator.is_main_process:
@@ -119,6 +119,6 @@ def load_training_data(data, output_dir, accelerator) -> TrainingData:
     out.selection = unique_names(selection)
     with accelerator.main_process_first():
         out.indexed, out.report = index_dataset(dataset, neutral_emotions=(data.neutral_label,),
-                                                skip_bad_rows=data.skip_bad_rows,
+                                                skip_bad_rows=data.skip_bad_rows, skip_hint="--skip_bad_rows",
                                                 bad_rows_log=Path(output_dir) / "bad_rows.csv")
     return out

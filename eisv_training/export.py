@@ -5,20 +5,10 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
 from model_cards.generate import KNOWN_CORPORA, results_from_evaluation, write_model_card
-
-
-def replace_folder(staging: Path, final: Path):
-    """Move a finished `staging` folder to `final`, keeping the old `final` until the new one is there."""
-    previous = final.with_name(f".{final.name}.previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if final.exists():
-        os.replace(final, previous)
-    os.replace(staging, final)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def export_model(network, feature_extractor, folder, results=None):
@@ -28,12 +18,13 @@ def export_model(network, feature_extractor, folder, results=None):
     folder.parent.mkdir(parents=True, exist_ok=True)
     if results is not None:
         network.config.verification_threshold = float(results["overall"]["eer_threshold"])
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging = make_staging_folder(folder)
     try:
         network.save_pretrained(staging, safe_serialization=True)
         feature_extractor.save_pretrained(staging)
         if results is not None:
             (staging / "dev_results.json").write_text(json.dumps(results, indent=2))
+        apply_umask(staging)
         replace_folder(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -63,7 +54,7 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
     every selection list, each named for what it is."""
     data, model_args, recipe, args = argument_groups
     best_folder, final = Path(best_folder), Path(final)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    staging = make_staging_folder(final)
     try:
         shutil.copytree(best_folder, staging, dirs_exist_ok=True)
         config = json.loads((staging / "config.json").read_text())
@@ -115,7 +106,7 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
                        "num_epochs": state.epoch, "crop_seconds": recipe.crop_seconds, "seed": args.seed,
                        "selected": best.name, "kd_weight": model_args.kd_weight, "kd_anchor": model_args.kd_anchor,
                        "freeze_layers": model_args.freeze_layers, "layer_lr_decay": model_args.layer_lr_decay,
-                       "l2sp_weight": model_args.l2sp_weight, "interpolate_alphas": model_args.interpolate_alphas,
+                       "head_warmup_epochs": model_args.head_warmup_epochs, "interpolate_alphas": model_args.interpolate_alphas,
                        "speed_perturb": data.speed_perturb},
             "results": results,
             "commands": ["python train_eisv.py " + shlex.join(sys.argv[1:] if argv is None else argv)],
@@ -126,6 +117,7 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
                          else model_args.init_from)
         info = {k: v for k, v in info.items() if v not in (None, [])}
         write_model_card(staging, info)
+        apply_umask(staging)
         replace_folder(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

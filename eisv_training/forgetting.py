@@ -1,4 +1,4 @@
-"""Fine-tuning that keeps what the starting encoder knew: layer-wise rates and freezing, a teacher anchor, L2-SP.
+"""Fine-tuning that keeps what the starting encoder knew: layer-wise rates and freezing, and a teacher anchor.
 
 All of these look at the encoder's parameters by name (`eisv.encoder.*`), bottom layer first, so they
 work for every encoder type without the model knowing about them; the AAM-softmax head (`aam.*`) is
@@ -93,16 +93,3 @@ class TeacherAnchor(nn.Module):
     def loss(self, student_embeddings, anchors) -> torch.Tensor:
         """mean(1 − cos(student, anchor)) over the rows."""
         return (1.0 - nn.functional.cosine_similarity(student_embeddings.float(), anchors, dim=-1)).mean()
-
-
-class StartingPointPenalty:
-    """L2-SP (Li et al. 2018): sum((θ − θ_start)²) / sum(θ_start²) over the encoder's trainable
-    parameters, a dimensionless relative drift."""
-
-    def __init__(self, model: nn.Module):
-        self.pairs = [(p, p.detach().clone()) for name, p in model.named_parameters()
-                      if name.startswith(ENCODER_PREFIX) and p.requires_grad]
-        self.scale = float(sum(start.pow(2).sum() for _, start in self.pairs)) or 1.0
-
-    def __call__(self) -> torch.Tensor:
-        return sum((p.float() - start.float()).pow(2).sum() for p, start in self.pairs) / self.scale

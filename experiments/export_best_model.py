@@ -1,117 +1,121 @@
-"""Copy the ablation's chosen model into the repository, with remote code and a model card.
+"""Put into models/ only what generalises: the chosen fine-tune if it beats its start, else the start itself.
 
-    python experiments/export_best_model.py --output results/ablation --target models/eisv-ge2e-emotion
+    python -m experiments.export_best_model --output results/generalisation --target models/eisv-ge2e
 
-The model: among the table runs of `--encoder` (default ge2e, the paper's pretrained-then-fine-tuned
-setting) and `--row` (default 4, the full recipe), the seed with the lowest *validation* EER; the
-evaluation trials play no part in the choice. Its folder (OUTPUT/runs/<run>/model, written by
-train_eisv.py) is re-saved with `save_pretrained` (safetensors, remote code, auto_map), and its
-generated card is given the repository's name, the base model, the commands that reproduce it and
-the ablation row it belongs to (mean ± std over seeds).
+The candidate: among the runs of the protection that `experiments.generalisation` chose (its row 4, the
+full recipe), the seed with the best selection score (validation speakers + neutral check; the dev trials
+play no part). It ships only when, on the dev trials, it is at least as good as the pretrained GE2E on
+ALL and on EmoDB (the unseen language), at least as good on the neutral check, and better on both
+emotional target conditions (neutral_vs_emotional, emotional_vs_emotional). Otherwise the starting
+encoder ships, converted from the resemblyzer wheel, and its card says why. Either way the card shows
+the start's numbers beside the candidate's.
 """
 
 import argparse
 import json
-import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
+from model_cards.generate import results_from_evaluation, write_model_card
+from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
-from eisv_training.export import replace_folder  # noqa: E402
-from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification  # noqa: E402
+EMOTIONAL_CONDITIONS = ("neutral_vs_emotional", "emotional_vs_emotional")
+START_DATA = [{"name": "LibriSpeech train-other-500, VoxCeleb 1 and 2 (resemblyzer's GE2E training data)",
+               "license": "Apache-2.0 (the resemblyzer package and its weights)",
+               "url": "https://github.com/resemble-ai/Resemblyzer"}]
 
-BASE_MODEL = "the GE2E encoder shipped in the `resemblyzer` wheel (Apache-2.0; trained on LibriSpeech and VoxCeleb)"
 
-
-def pick_run(output: Path, encoder: str, row: int) -> dict:
-    runs = [json.loads(p.read_text()) for p in sorted((output / "json").glob(f"{encoder}-row{row}-seed*.json"))]
-    runs = [run for run in runs if run["stage"] == "table"]
+def pick_candidate(output: Path) -> dict:
+    protection = json.loads((output / "chosen.json").read_text())["protection"]
+    runs = [json.loads(p.read_text()) for p in sorted((output / "json").glob(f"ge2e-protect-{protection}-seed*.json"))]
     if not runs:
-        raise SystemExit(f"export_best_model: no table run {encoder}-row{row}-seed* in {output / 'json'}")
+        raise SystemExit(f"export_best_model: no run of the chosen protection {protection!r} in {output / 'json'}")
     return min(runs, key=lambda run: run["validation"]["best_eer"])
 
 
-def rewrite_card(card: str, run: dict, name: str, row_summary: str, ablation_command: str) -> str:
-    """The training card with the repository's name, base model and reproducible commands."""
-    replacements = {
-        f"# {run['id']}\n": f"# {name}\n",
-        f"- name: {run['id']}\n": f"- name: {name}\n",
-        f'"{run["id"]}"': f'"{name}"',
-        f"--model {run['id']} ": f"--model {name} ",
-    }
-    for old, new in replacements.items():
-        if old not in card:
-            raise SystemExit(f"export_best_model: the generated card has no {old!r}; was it made by train_eisv.py?")
-        card = card.replace(old, new)
-    lines, out = card.split("\n"), []
-    for line in lines:
-        if line.startswith("| fine-tuned from |"):
-            line = f"| fine-tuned from | {BASE_MODEL} |"
-        if line == "Produced by:":
-            out += ["Produced by the ablation of the eisv repository (its seed with the lowest validation EER, "
-                    "then this script):", "", "```bash", ablation_command,
-                    f"python experiments/export_best_model.py --output results/ablation --target models/{name}",
-                    "```", "", "The training run itself:"]
-            continue
-        if line.startswith("python train_eisv.py "):  # the machine's paths -> the repository's defaults
-            line = re.sub(r"--shared_data \S+", "--shared_data ../shared/data", line)
-            line = re.sub(r"--init_from \S+", "--init_from resemblyzer", line)
-            line = re.sub(r"--output_dir \S+", f"--output_dir results/ablation/runs/{run['id']}", line)
-        if line.startswith("## Evaluation"):
-            out += ["## Where it stands", "", row_summary, ""]
-        out.append(line)
-    return "\n".join(out)
+def checks(candidate: dict, start: dict) -> dict:
+    """{check: passed} of the candidate against the start, on the dev trials and the neutral check."""
+    test, base = candidate["test"], start["test"]
+    out = {"dev ALL EER <= start": test["overall"]["eer"] <= base["overall"]["eer"],
+           "EmoDB EER <= start": test["by_corpus"]["emodb"]["eer"] <= base["by_corpus"]["emodb"]["eer"],
+           "neutral check EER <= start": (candidate["validation"]["results"]["neutral_trials"]["overall"]["eer"]
+                                          <= start["neutral"]["overall"]["eer"])}
+    for condition in EMOTIONAL_CONDITIONS:
+        out[f"{condition} EER < start"] = test["by_condition"][condition]["eer"] < base["by_condition"][condition]["eer"]
+    return out
+
+
+def card_result(results: dict, name: str) -> dict:
+    return results_from_evaluation({"metrics": {"cosine": results}, "num_trials": results.get("num_trials"),
+                                    "scoring": "cosine"}, name)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="results/ablation", help="what experiments/ablation.py wrote")
-    parser.add_argument("--encoder", default="ge2e")
-    parser.add_argument("--row", type=int, default=4)
-    parser.add_argument("--model_dir", default=None, help="the run's model folder (default OUTPUT/runs/<run>/model)")
-    parser.add_argument("--target", default="models/eisv-ge2e-emotion")
+    parser.add_argument("--output", default="results/generalisation", help="what experiments.generalisation wrote")
+    parser.add_argument("--model_dir", default=None, help="the candidate's model folder (default OUTPUT/runs/<id>/model)")
+    parser.add_argument("--target", default="models/eisv-ge2e")
     args = parser.parse_args(argv)
     output, target = Path(args.output), Path(args.target)
-    run = pick_run(output, args.encoder, args.row)
-    source = Path(args.model_dir or output / "runs" / run["id"] / "model")
-    if not (source / "config.json").exists():
-        raise SystemExit(f"export_best_model: {source} holds no model (config.json missing)")
-    seeds = [json.loads(p.read_text()) for p in sorted((output / "json").glob(f"{args.encoder}-row{args.row}-seed*.json"))]
-    eers = [s["test"]["overall"]["eer"] for s in seeds]
-    baseline = [json.loads(p.read_text())["test"]["overall"]["eer"]
-                for p in sorted((output / "json").glob(f"{args.encoder}-row1-seed*.json"))]
-    mean = sum(eers) / len(eers)
-    row0 = output / "json" / f"{args.encoder}-row0.json"
-    pretrained = (f" and {json.loads(row0.read_text())['test']['overall']['eer']:.2f}% for the pretrained encoder as is"
-                  if row0.exists() else "")
-    summary = (f"This is seed {run['seed']} of row {args.row} ({run['row_name']}) of the ablation in the eisv README. "
-               f"Over {len(eers)} seeds that row has a dev EER of {mean:.2f}% (seeds: "
-               f"{', '.join(f'{e:.2f}' for e in eers)}), against {sum(baseline) / len(baseline):.2f}% for the "
-               f"baseline fine-tuned with AAM-softmax only{pretrained}: "
-               f"{100 * (mean - sum(baseline) / len(baseline)) / (sum(baseline) / len(baseline)):+.1f}% relative "
-               "to the baseline, far from the paper's -19.29%. The gain is on RAVDESS (unseen speakers of a "
-               "training corpus); on EmoDB (an unseen corpus and language) fine-tuning on emotional speech does "
-               "not help. Weights are float32 (5.8 MB).")
-    model = EISVForSpeakerVerification.from_pretrained(source)
-    extractor = EISVFeatureExtractor.from_pretrained(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    start = json.loads((output / "json" / "ge2e-start.json").read_text())
+    candidate = pick_candidate(output)
+    passed = checks(candidate, start)
+    ships_candidate = all(passed.values()) and candidate["validation"]["selected"] != "start"
+    verdict = "\n".join(f"- {name}: {'yes' if ok else 'no'}" for name, ok in passed.items())
+    test_name = "dev_trials.csv (RAVDESS actors 19-24 + EmoDB, 17,448 trials; never trained on)"
+    neutral_name = "neutral_trials.csv (10 LibriSpeech test-other speakers, 900 trials)"
+    results = [card_result(start["test"], f"{test_name}: the pretrained GE2E"),
+               card_result(start["neutral"], f"{neutral_name}: the pretrained GE2E")]
+    candidate_results = [card_result(candidate["test"], f"{test_name}: best fine-tune ({candidate['id']})"),
+                         card_result(candidate["validation"]["results"]["neutral_trials"],
+                                     f"{neutral_name}: best fine-tune ({candidate['id']})")]
+    staging = make_staging_folder(target)
     try:
+        if ships_candidate:
+            source = Path(args.model_dir or output / "runs" / candidate["id"] / "model")
+            model = EISVForSpeakerVerification.from_pretrained(source)
+            extractor = EISVFeatureExtractor.from_pretrained(source)
+            results = candidate_results + results
+        else:
+            from modeling_eisv.convert_resemblyzer import convert
+
+            convert(staging / "converted")
+            model = EISVModel.from_pretrained(staging / "converted")
+            extractor = EISVFeatureExtractor.from_pretrained(staging / "converted")
+            model.config.verification_threshold = float(start["test"]["overall"]["eer_threshold"])
+            shutil.rmtree(staging / "converted")
+            results = results + candidate_results
         model.save_pretrained(staging)
         extractor.save_pretrained(staging)
-        shutil.copy(source / "training_results.json", staging / "training_results.json")
-        command = f"python experiments/ablation.py --output {output} --jobs 16 --gpus 0,1,2,3"
-        card = rewrite_card((source / "README.md").read_text(), run, target.name, summary, command)
-        (staging / "README.md").write_text(card)
+        decision = ("This is the fine-tune: it passed every check against its starting encoder" if ships_candidate else
+                    "**This is the pretrained GE2E itself, not a fine-tune.** No fine-tune of the eisv ablation "
+                    "passed every check against the encoder it started from, so none ships")
+        description = (
+            f"{decision} (`python -m experiments.export_best_model`):\n\n{verdict}\n\n"
+            f"The candidate was {candidate['id']}, the seed with the best selection score of the protection chosen on "
+            "validation data (README, \"Fine-tuning that does not forget\"). Its numbers are in the results below, "
+            "beside the start's. The decision threshold is the start's dev EER point; scoring is cosine.")
+        info = {"model_name": target.name, "config": model.config.to_dict(),
+                "num_parameters": model.num_parameters(), "description": description,
+                "datasets": START_DATA if not ships_candidate else [
+                    {"name": "ASED", "license": "research only (Retta et al., ACM TALLIP 2022)"},
+                    {"name": "RAVDESS actors 1-18", "license": "CC BY-NC-SA 4.0"}],
+                "base_model_note": "GE2E encoder of the resemblyzer package (Apache-2.0)",
+                "results": results,
+                "commands": ["python -m experiments.generalisation --output results/generalisation --stage protect",
+                             "python -m experiments.generalisation --output results/generalisation --stage start",
+                             f"python -m experiments.export_best_model --output {output} --target {target}"]}
+        if not ships_candidate:
+            info["license"] = "apache-2.0"
+        write_model_card(staging, info)
+        apply_umask(staging)
         replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"export_best_model: {run['id']} (validation EER {run['validation']['best_eer']:.2f}%, dev EER "
-          f"{run['test']['overall']['eer']:.2f}%) -> {target}")
+    print(f"export_best_model: {'the fine-tune ' + candidate['id'] if ships_candidate else 'the pretrained GE2E'} "
+          f"-> {target}\n{verdict}")
     return 0
 
 

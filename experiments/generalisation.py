@@ -49,6 +49,8 @@ PROTECTIONS = {
     "lpft-lr5e-5": ["--head_warmup_epochs", "2", "--learning_rate", "5e-5"],
     "lpft-lr5e-5-kd-same-10": ["--head_warmup_epochs", "2", "--learning_rate", "5e-5", "--kd_weight", "10",
                                "--kd_anchor", "same_input"],
+    # Layer-wise learning rates, with LP-FT (round 2's fix for runaways).
+    "lpft-llrd-0.5": ["--head_warmup_epochs", "2", "--layer_lr_decay", "0.5"],
 }
 # Old runs (results/ablation/json) that skipped non-finite steps in bf16: row 1 seeds 1 (10 steps) and
 # 2 (15), row 2 seed 2 (14). Re-run in bf16 and in float32.

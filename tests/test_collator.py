@@ -25,13 +25,23 @@ def test_baseline_is_plain_crops_without_pairs_or_mask(indexed):
     ds, store = indexed
     rows = _batch_rows(ds)
     batch = EISVCollator(FE, store, **BASELINE)([ds[r] for r in rows])
-    assert set(batch) == {"input_features", "attention_mask", "labels", "pair_index", "em_mask"}
+    assert set(batch) == {"input_features", "attention_mask", "labels", "pair_index", "em_mask", "neutral_rows"}
+    # Plain crops everywhere: the teacher anchor's neutral reference is exactly the neutral rows.
+    assert batch["neutral_rows"].tolist() == [bool(store.is_neutral[r]) for r in rows]
     assert batch["input_features"].shape == (12, FE.num_frames(32000), 80)
     assert batch["input_features"].dtype == torch.float32 and batch["attention_mask"].dtype == torch.int32
     expected = [min(FE.num_frames(int(store.lengths[r])), 198) for r in rows]
     assert batch["attention_mask"].sum(1).tolist() == expected  # 2 s crops, shorter clips whole
     assert batch["labels"].tolist() == [ds[r]["speaker_id"] for r in rows]
     assert batch["pair_index"].shape == (0, 2) and not batch["em_mask"].any()
+
+
+def test_copypaste_composites_are_never_the_neutral_reference(indexed):
+    ds, store = indexed
+    rows = _batch_rows(ds)
+    batch = EISVCollator(FE, store, copypaste_prob=1.0, em_ratio=0.2)([ds[r] for r in rows])
+    paired = set(batch["pair_index"].flatten().tolist())
+    assert paired and not any(batch["neutral_rows"][list(paired)].tolist())
 
 
 def test_full_recipe_pairs_share_labels_and_masks_match_ratio(indexed):

@@ -55,17 +55,31 @@ def _corpus_with_bad_rows(root):
         "nan.wav,s2,sad\ngood1.wav,,sad\ngood1.wav,s2,\ngood1.wav,s2,sad\n")
 
 
-def test_bad_rows_raise_an_error_naming_each_row_and_file(tmp_path):
+def test_bad_rows_raise_an_error_naming_each_line_and_file(tmp_path):
     _corpus_with_bad_rows(tmp_path)
     with pytest.raises(BadRowError) as caught:
         index_dataset(load_source(tmp_path))
     message = str(caught.value)
+    table = tmp_path / "metadata.csv"
     assert "6 of 8 rows" in message and "skip_bad_rows=True" in message
-    for row, what in [(1, "corrupt.wav"), (2, "empty.wav"), (3, "noframes.wav"), (4, "nan.wav")]:
-        assert f"row {row} ({tmp_path / what})" in message
+    # Lines as the user's file numbers them: the header is line 1.
+    for line, what in [(3, "corrupt.wav"), (4, "empty.wav"), (5, "noframes.wav"), (6, "nan.wav")]:
+        assert f"{table}, line {line} ({tmp_path / what})" in message
     assert "cannot decode" in message and "NaN" in message and "no samples" in message
-    assert "row 5" in message and "missing speaker" in message
-    assert "row 6" in message and "missing emotion" in message
+    assert f"{table}, line 7" in message and "missing speaker" in message
+    assert f"{table}, line 8" in message and "missing emotion" in message
+
+
+def test_a_cli_names_its_own_flag_and_repeats_are_counted(tmp_path, caplog):
+    _corpus_with_bad_rows(tmp_path)
+    with pytest.raises(BadRowError, match="pass --skip_bad_rows to drop"):
+        index_dataset(load_source(tmp_path), skip_hint="--skip_bad_rows")
+    (tmp_path / "metadata.csv").write_text("file_name,speaker,emotion\ngood0.wav,s1,neutral\ngood0.wav,s1,neutral\n"
+                                           "good0.wav,s2,neutral\ngood1.wav,s2,sad\n")
+    with caplog.at_level("WARNING"):
+        indexed, _ = index_dataset(load_source(tmp_path))
+    assert len(indexed) == 4  # kept, but said
+    assert "1 repeated row(s)" in caplog.text and "1 file(s) are listed under more than one speaker" in caplog.text
 
 
 def test_skip_bad_rows_drops_counts_and_logs_without_touching_sources(tmp_path, caplog):
@@ -87,7 +101,7 @@ def test_digital_silence_and_too_short_are_bad(tmp_path):
     soundfile.write(tmp_path / "zero.wav", np.zeros(16000, np.float32), 16000)
     soundfile.write(tmp_path / "short.wav", np.full(800, 0.1, np.float32), 16000)
     (tmp_path / "metadata.csv").write_text("file_name,speaker,emotion\nzero.wav,a,sad\nshort.wav,a,sad\n")
-    with pytest.raises(BadRowError, match=r"(?s)row 0.*digital silence.*row 1.*too short \(800 samples < 1600"):
+    with pytest.raises(BadRowError, match=r"(?s)line 2.*digital silence.*line 3.*too short \(800 samples < 1600"):
         index_dataset(load_source(tmp_path))
 
 

@@ -9,7 +9,8 @@ from data_collators import load_protocol_split, load_source
 
 def test_audiofolder_gives_absolute_paths_labels_and_corpus(synthetic_corpus):
     ds = load_source(synthetic_corpus)
-    assert ds.column_names == ["path", "speaker", "emotion", "corpus"]
+    assert ds.column_names == ["path", "speaker", "emotion", "corpus", "where"]
+    assert ds[0]["where"].endswith("metadata.csv, line 2")
     assert len(ds) == 3 * (3 + 3 + 2 + 1)
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in ds["path"])
     assert set(ds["corpus"]) == {"synthetic"}  # no corpus column: the folder name
@@ -70,3 +71,9 @@ def test_protocol_split_speakers(shared_data):
     assert len(train) == 2474 + 18 * 60 and len(dev) == 6 * 60 + 339
     with pytest.raises(ValueError, match="train.*dev"):
         load_protocol_split(shared_data, "test")
+
+
+def test_a_missing_local_path_is_named_not_looked_up_on_the_hub(tmp_path):
+    for missing in (tmp_path / "no-such-folder", "./typo", "../data/typo/metadata.csv"):
+        with pytest.raises(FileNotFoundError, match="no such file or folder"):
+            load_source(str(missing))

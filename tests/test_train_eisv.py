@@ -1,5 +1,6 @@
-"""train_eisv.py end to end on the bundled real clips (data/emodb-mini): learning, two processes,
-exact resume after SIGKILL, atomic checkpoints, and the push to a (local) Hub."""
+"""train_eisv.py end to end on the bundled real clips (data/emodb-mini, data/librispeech-mini): selection on
+several lists with the start as a candidate, two processes, exact resume after SIGKILL (also on an epoch's
+last step), Ctrl-C, refused output folders, early push checks, and the push to a (local) Hub."""
 
 import json
 import os
@@ -66,22 +67,135 @@ def reference_run(tmp_path_factory):
         yield {"dir": root / "run", "stdout": result.stdout, "args": args, "pushed": pushed, "hub": hub}
 
 
+def history_of(output_dir):
+    return json.loads((Path(output_dir) / "model" / "training_results.json").read_text())["state"]["history"]
+
+
 def test_run_leaves_a_loadable_model_with_card_and_results(reference_run):
     model = reference_run["dir"] / "model"
     names = {p.name for p in model.iterdir()}
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "modeling_eisv.py",
             "training_results.json"} <= names
     results = json.loads((model / "training_results.json").read_text())
-    history = results["history"]
-    assert history[0]["step"] == 0 and history[-1]["step"] == 12
-    for entry in history:  # every sampled trial is scored exactly once
-        assert entry["results"]["num_trials_scored"] == entry["results"]["num_trials"] == 300
+    history = results["state"]["history"]
+    assert history[0]["name"] == "start" and history[0]["step"] == 0 and history[0]["score"] == 0.0
+    assert history[-1]["step"] == 12
+    # Two selection lists: trials over the 2 carved validation speakers and the bundled neutral check.
+    assert [item["name"] for item in results["selection"]["lists"]] == ["validation_speakers", "librispeech-mini"]
+    for candidate in history:  # every sampled trial of every list is scored exactly once
+        for list_results in candidate["results"].values():
+            assert list_results["num_trials_scored"] == list_results["num_trials"] == 300
+    best = min(history, key=lambda c: c["score"])
+    assert results["selected"] == best["name"]
     config = json.loads((model / "config.json").read_text())
-    assert config["num_speakers"] == 6  # the 4 trial speakers are held out of training
+    assert config["num_speakers"] == 4  # 4 trial speakers held out of training, 2 carved for validation
+    assert len(results["validation_speakers"]) == 2
     assert 0 < config["verification_threshold"] < 1
+    assert results["test_results"]["num_trials_scored"] == 300  # the test list, scored once at the end
     card = (model / "README.md").read_text()
     assert "model-index" in card and "CC0" in card
-    assert "Dev EER before training" in reference_run["stdout"]
+    assert results["selected"] == "start" or "the starting model" in card  # the start's numbers beside its own
+    assert "Selected:" in reference_run["stdout"]
+    from eisv_tools.atomic_files import current_umask
+
+    umask = current_umask()  # a model folder on a shared file system must be readable by the other nodes
+    assert model.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (model / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.slow
+def test_the_start_competes_and_wins_when_fine_tuning_only_hurts(tmp_path):
+    pytest.importorskip("resemblyzer", reason="the pretrained GE2E weights come from the resemblyzer wheel")
+    # A learning rate that wrecks the pretrained GE2E: no epoch may be exported instead of the start.
+    result = run_training(["--output_dir", str(tmp_path / "wreck"), "--max_steps", "4", "--learning_rate", "0.5",
+                           "--warmup_ratio", "0", "--eval_max_trials", "300", "--crop_seconds", "1.0"])
+    results = json.loads((tmp_path / "wreck" / "model" / "training_results.json").read_text())
+    assert results["selected"] == "start", [(c["name"], c["score"]) for c in results["state"]["history"]]
+    assert "Fine-tuning did not beat the starting model" in result.stdout
+    assert results["test_results"] == results["start_test_results"]
+
+
+def test_protocol_and_own_data_never_select_on_the_test_list(tmp_path):
+    from eisv_training.arguments import DataArguments
+    from eisv_training.data import default_validation_speakers, resolve_defaults
+
+    shared = DataArguments(protocol="shared", shared_data=str(tmp_path))
+    (tmp_path / "neutral_trials.csv").write_text("corpus,enroll,test,label,condition\n")
+    resolve_defaults(shared)
+    assert shared.trials == str(tmp_path / "dev_trials.csv")  # the test list...
+    assert default_validation_speakers(shared, 83) == 12  # ...is not what picks the model
+    assert shared.validation_trials == [str(tmp_path / "neutral_trials.csv")]
+    own = DataArguments(data=[str(tmp_path / "my_corpus")])
+    resolve_defaults(own)
+    assert own.trials is None and default_validation_speakers(own, 40) == 4
+    explicit = DataArguments(data=[str(tmp_path / "my_corpus")], trials="t.csv", select_on_trials=True)
+    resolve_defaults(explicit)
+    assert default_validation_speakers(explicit, 40) == 0
+
+
+def test_another_runs_output_dir_is_refused_and_overwrite_replaces_it(reference_run, tmp_path):
+    import shutil
+
+    output = tmp_path / "again"
+    shutil.copytree(reference_run["dir"], output)
+    (output / "notes.txt").write_text("mine")
+    refused = run_training([*TINY, "--output_dir", str(output), "--max_steps", "2"], check=False)
+    assert refused.returncode != 0 and "already holds files of another run" in refused.stderr
+    assert (output / "checkpoints" / "step_12").is_dir()  # nothing touched
+    run_training([*TINY, "--output_dir", str(output), "--max_steps", "2", "--overwrite_output_dir"])
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["step_2"]  # no old checkpoint beside it
+    assert (output / "notes.txt").read_text() == "mine"
+
+
+def test_push_access_is_checked_before_training(tmp_path):
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_invalid", "HF_HUB_ETAG_TIMEOUT": "2"}
+    result = run_training([*TINY, "--output_dir", str(tmp_path / "push"), "--max_steps", "2", "--push_to_hub",
+                           "--hub_model_id", "someone/model"], env=env, check=False)
+    assert result.returncode != 0 and "--push_to_hub" in result.stderr
+    assert not (tmp_path / "push" / "checkpoints").exists()  # failed before the first step
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(reference_run, tmp_path):
+    output = tmp_path / "interrupted"
+    args = [*TINY, "--output_dir", str(output), "--max_steps", "400", "--logging_steps", "1"]
+    process = subprocess.Popen([sys.executable, str(REPO / "train_eisv.py"), *args], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in process.stdout:  # wait for training to be under way
+        if line.startswith("step 3/"):
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stdout.read()
+    assert process.wait(timeout=300) == 130, rest[-2000:]
+    assert "resume with --resume latest" in rest
+    saved = int(rest.split("saved step ")[1].split()[0])
+    assert saved < 400 and (output / "checkpoints" / f"step_{saved}").is_dir()
+    assert "Traceback" not in rest
+
+
+@pytest.mark.slow
+def test_resume_from_a_checkpoint_on_an_epochs_last_step_is_exact(reference_run, tmp_path):
+    """A checkpoint on the last step of epoch 1 must resume into the scoring of epoch 1, not into epoch 2."""
+    steps_per_epoch = next(c["step"] for c in history_of(reference_run["dir"]) if c["epoch"] == 1)
+    base = [a for a in reference_run["args"] if a not in ("--push_to_hub", "--hub_model_id", "local-user/eisv-tiny")]
+    base[base.index("--checkpointing_steps") + 1] = str(steps_per_epoch)
+    uninterrupted = tmp_path / "uninterrupted"
+    run_training([*base[:base.index("--output_dir")], *base[base.index("--output_dir") + 2:],
+                  "--output_dir", str(uninterrupted)])
+    killed = tmp_path / "killed"
+    args = [*base[:base.index("--output_dir")], *base[base.index("--output_dir") + 2:], "--output_dir", str(killed)]
+    process = subprocess.Popen([sys.executable, str(REPO / "train_eisv.py"), *args], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / f"step_{steps_per_epoch}").is_dir():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    run_training([*args, "--resume", "latest"])
+    expected = [(c["name"], c["step"]) for c in history_of(uninterrupted)]
+    assert [(c["name"], c["step"]) for c in history_of(killed)] == expected
+    resumed, reference = final_weights(killed), final_weights(uninterrupted)
+    assert max((resumed[k].float() - reference[k].float()).abs().max().item() for k in reference) <= 1e-6
 
 
 def test_pushed_model_loads_from_the_hub_with_the_same_embeddings(reference_run):
@@ -126,30 +240,6 @@ def test_sigkill_then_resume_gives_identical_weights(reference_run, tmp_path):
     assert max((resumed[k].float() - reference[k].float()).abs().max().item() for k in reference) <= 1e-6
 
 
-def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
-    from accelerate import Accelerator
-
-    from eisv_training.checkpoints import latest_checkpoint, read_progress, save_checkpoint
-
-    accelerator = Accelerator(cpu=True)
-    model = accelerator.prepare(torch.nn.Linear(3, 2))
-    save_checkpoint(accelerator, tmp_path, 3, {"global_step": 3})
-    original = accelerator.save_state
-
-    def dies_half_way(folder, **kwargs):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "model.safetensors").write_bytes(b"partial")
-        raise KeyboardInterrupt("killed while writing")
-
-    monkeypatch.setattr(accelerator, "save_state", dies_half_way)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(accelerator, tmp_path, 6, {"global_step": 6})
-    monkeypatch.setattr(accelerator, "save_state", original)
-    latest = latest_checkpoint(tmp_path)
-    assert latest.name == "step_3" and read_progress(latest)["global_step"] == 3
-    accelerator.load_state(str(latest))  # loadable
-
-
 @pytest.mark.slow
 def test_two_processes_on_cpu_score_every_trial_once(tmp_path):
     # --multi_gpu picks the torchrun launcher; without a GPU the script joins the processes over gloo.
@@ -161,15 +251,22 @@ def test_two_processes_on_cpu_score_every_trial_once(tmp_path):
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads((tmp_path / "ddp" / "model" / "training_results.json").read_text())
     assert summary["stats"]["num_processes"] == 2
-    for entry in summary["history"]:
-        assert entry["results"]["num_trials_scored"] == entry["results"]["num_trials"] == 300
-        assert entry["results"]["num_files"] > 0
+    for candidate in summary["state"]["history"]:
+        for results in candidate["results"].values():
+            assert results["num_trials_scored"] == results["num_trials"] == 300
+            assert results["num_files"] > 0
 
 
 @pytest.mark.slow
-def test_default_run_fine_tunes_the_pretrained_ge2e_and_lowers_dev_eer(tmp_path):
+def test_default_run_fine_tunes_the_pretrained_ge2e_without_forgetting(tmp_path):
     pytest.importorskip("resemblyzer", reason="the pretrained GE2E weights come from the resemblyzer wheel")
-    run_training(["--output_dir", str(tmp_path / "ge2e")])  # the README's default: GE2E + full recipe, 8 epochs
-    history = json.loads((tmp_path / "ge2e" / "model" / "training_results.json").read_text())["history"]
-    before, after = history[0]["results"]["overall"]["eer"], min(h["results"]["overall"]["eer"] for h in history[1:])
-    assert after < before - 2.0, (before, after)
+    run_training(["--output_dir", str(tmp_path / "ge2e")])  # the README's default: GE2E + full recipe
+    results = json.loads((tmp_path / "ge2e" / "model" / "training_results.json").read_text())
+    start, *epochs = results["state"]["history"]
+    before = start["results"]["validation_speakers"]["overall"]["eer"]
+    after = min(c["results"]["validation_speakers"]["overall"]["eer"] for c in epochs)
+    assert after < before - 2.0, (before, after)  # it learns on held-out speakers
+    selected = next(c for c in results["state"]["history"] if c["name"] == results["selected"])
+    assert selected["score"] <= 0.0  # and never exports something worse than its start on the selection lists
+    neutral = selected["results"]["librispeech-mini"]["overall"]["eer"]
+    assert neutral <= start["results"]["librispeech-mini"]["overall"]["eer"] + 1.0

@@ -3,7 +3,8 @@
 from transformers import PretrainedConfig
 
 ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm")
-FRONTENDS = ("kaldi_fbank", "ge2e_mel")
+FRONTENDS = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
+ECAPA_PADDING_MODES = ("zeros", "reflect")
 # Which input frontend each encoder is built for: the GE2E weights expect 40 power-mel bands.
 DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel"}
 
@@ -18,10 +19,12 @@ class EISVConfig(PretrainedConfig):
             3-layer LSTM of Wan et al. 2018 as shipped by the `resemblyzer` package).
         frontend (`str`, *optional*):
             Input features the encoder expects: `"kaldi_fbank"` (log mel filterbank, 25 ms / 10 ms,
-            per-utterance mean normalisation) or `"ge2e_mel"` (power mel spectrogram, no log, as
-            resemblyzer computes it). Defaults to the natural one of `encoder_type`.
+            per-utterance mean normalisation), `"ge2e_mel"` (power mel spectrogram, no log, as
+            resemblyzer computes it) or `"speechbrain_fbank"` (SpeechBrain's `Fbank` in dB followed
+            by sentence mean normalisation, for encoders converted from SpeechBrain). Defaults to
+            the natural one of `encoder_type`.
         num_mel_bins (`int`, *optional*):
-            Number of mel bands of the frontend. Defaults to 80 for `kaldi_fbank`, 40 for `ge2e_mel`.
+            Number of mel bands of the frontend. Defaults to 40 for `ge2e_mel`, 80 for the others.
         sampling_rate (`int`, *optional*, defaults to 16000):
             Sampling rate of the audio the model is trained on, in Hz.
         embedding_size (`int`, *optional*):
@@ -40,6 +43,14 @@ class EISVConfig(PretrainedConfig):
             Kernel size of the first TDNN layer and of the three SE-Res2Net blocks.
         ecapa_dilations (`list[int]`, *optional*, defaults to `[1, 2, 3, 4]`):
             Dilations of the same four layers.
+        ecapa_padding_mode (`str`, *optional*, defaults to `"zeros"`):
+            How the frame convolutions extend an utterance past its ends: `"zeros"`, or
+            `"reflect"` (mirror the utterance's own frames, as SpeechBrain's `Conv1d` does). Both
+            pad each utterance at its own last real frame, so a padded batch gives the same
+            embeddings as single clips.
+        ecapa_pooling_eps (`float`, *optional*, defaults to 1e-6):
+            Floor of the variance in the attentive statistics pooling, before the square root
+            (SpeechBrain uses 1e-12).
         ge2e_hidden_size (`int`, *optional*, defaults to 256):
             Units per LSTM layer of the GE2E encoder.
         ge2e_num_layers (`int`, *optional*, defaults to 3):
@@ -83,6 +94,8 @@ class EISVConfig(PretrainedConfig):
         ecapa_attention_channels=128,
         ecapa_kernel_sizes=(5, 3, 3, 3),
         ecapa_dilations=(1, 2, 3, 4),
+        ecapa_padding_mode="zeros",
+        ecapa_pooling_eps=1e-6,
         ge2e_hidden_size=256,
         ge2e_num_layers=3,
         ge2e_partial_frames=160,
@@ -107,6 +120,8 @@ class EISVConfig(PretrainedConfig):
         self.ecapa_attention_channels = ecapa_attention_channels
         self.ecapa_kernel_sizes = list(ecapa_kernel_sizes)
         self.ecapa_dilations = list(ecapa_dilations)
+        self.ecapa_padding_mode = ecapa_padding_mode
+        self.ecapa_pooling_eps = ecapa_pooling_eps
         self.ge2e_hidden_size = ge2e_hidden_size
         self.ge2e_num_layers = ge2e_num_layers
         self.ge2e_partial_frames = ge2e_partial_frames
@@ -148,6 +163,10 @@ class EISVConfig(PretrainedConfig):
                 fail("ecapa_dilations", "needs 4 entries: the first TDNN layer and 3 SE-Res2Net blocks")
             if any(k < 1 or k % 2 == 0 for k in self.ecapa_kernel_sizes):
                 fail("ecapa_kernel_sizes", "kernel sizes must be odd and positive (time length is kept)")
+            if self.ecapa_padding_mode not in ECAPA_PADDING_MODES:
+                fail("ecapa_padding_mode", f"choose one of {ECAPA_PADDING_MODES}")
+            if not self.ecapa_pooling_eps > 0:
+                fail("ecapa_pooling_eps", "must be positive")
         if self.encoder_type == "ge2e_lstm":
             if self.ge2e_hidden_size < 1 or self.ge2e_num_layers < 1:
                 fail("ge2e_hidden_size", "hidden size and ge2e_num_layers must be positive")
@@ -167,7 +186,7 @@ class EISVConfig(PretrainedConfig):
 
     @property
     def hop_length(self) -> int:
-        """Frame step of both frontends, in samples (10 ms)."""
+        """Frame step of every frontend, in samples (10 ms)."""
         return self.sampling_rate // 100
 
     @property

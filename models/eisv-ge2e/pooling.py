@@ -32,9 +32,10 @@ class AttentiveStatisticsPooling(nn.Module):
     mean and std. Padded frames get zero attention weight, so they never reach the embedding.
     """
 
-    def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True):
+    def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True, eps: float = 1e-6):
         super().__init__()
         self.global_context = global_context
+        self.eps = eps  # variance floor of both statistics
         in_channels = 3 * channels if global_context else channels
         self.attention = nn.Sequential(
             nn.Conv1d(in_channels, attention_channels, kernel_size=1),
@@ -46,7 +47,7 @@ class AttentiveStatisticsPooling(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.global_context:
-            mean, std = masked_mean_std(x, mask)
+            mean, std = masked_mean_std(x, mask, eps=self.eps)
             frames = x.shape[-1]
             context = torch.cat([x, mean.unsqueeze(-1).expand(-1, -1, frames), std.unsqueeze(-1).expand(-1, -1, frames)], 1)
         else:
@@ -54,5 +55,5 @@ class AttentiveStatisticsPooling(nn.Module):
         scores = self.attention(context).float()  # (B, C, T)
         scores = scores.masked_fill(~mask.bool().unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1).to(x.dtype)
-        mean, std = masked_mean_std(x, mask, weights)
+        mean, std = masked_mean_std(x, mask, weights, self.eps)
         return torch.cat([mean, std], dim=1)

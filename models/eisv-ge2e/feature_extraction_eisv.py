@@ -1,4 +1,5 @@
-"""Waveform -> frame features for EISV encoders: Kaldi-style log fbank (ECAPA) or GE2E power mel."""
+"""Waveform -> frame features for EISV encoders: Kaldi-style log fbank (ECAPA), GE2E power mel, or
+SpeechBrain's dB fbank (ECAPA converted from SpeechBrain)."""
 
 import math
 
@@ -9,6 +10,22 @@ from transformers.audio_utils import mel_filter_bank
 
 # Waveforms with a channel axis of at most this many entries are treated as multi-channel audio.
 _MAX_CHANNELS = 8
+FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
+
+
+def speechbrain_mel_filters(num_bins: int, num_mels: int, sampling_rate: int) -> torch.Tensor:
+    """(num_bins, num_mels) triangular filters of SpeechBrain's `Filterbank` (0 Hz to Nyquist).
+
+    Computed with the same float32 operations as SpeechBrain, so the matrix is identical. Unlike
+    Kaldi's or Slaney's filters, each triangle is symmetric in Hz: both slopes span the distance
+    from its centre down to the previous centre.
+    """
+    to_mel = lambda hz: 2595 * math.log10(1 + hz / 700)  # noqa: E731
+    mel = torch.linspace(to_mel(0), to_mel(sampling_rate // 2), num_mels + 2)
+    hz = 700 * (10 ** (mel / 2595) - 1)
+    band, centre = (hz[1:] - hz[:-1])[:-1], hz[1:-1]
+    slope = (torch.linspace(0, sampling_rate // 2, num_bins).unsqueeze(0) - centre.unsqueeze(1)) / band.unsqueeze(1)
+    return torch.clamp(torch.min(slope + 1.0, 1.0 - slope), min=0.0).transpose(0, 1)
 
 
 class EISVFeatureExtractor(SequenceFeatureExtractor):
@@ -16,7 +33,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     Turns 16 kHz speech into `input_features` (batch, frames, mel bins) and a frame-level
     `attention_mask` (batch, frames), 1 for real frames and 0 for padding.
 
-    Two frontends, both with a 10 ms frame step:
+    Three frontends, all with a 10 ms frame step:
 
     - `"kaldi_fbank"` (ECAPA-TDNN): 25 ms frames taken inside the signal (Kaldi's `snip_edges`, so
       `1 + (samples - 400) // 160` frames at 16 kHz), DC removal, pre-emphasis 0.97, Povey window,
@@ -26,6 +43,12 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
       (`1 + samples // 160` frames), 400-point FFT, Slaney mel filters, power, no log. Quiet
       audio is first raised to -30 dBFS (`min_level_dbfs`), as resemblyzer's `preprocess_wav` does;
       its voice-activity trimming of long silences is not applied.
+    - `"speechbrain_fbank"` (ECAPA-TDNN converted from SpeechBrain): SpeechBrain's `Fbank()` then
+      `InputNormalization(norm_type="sentence", std_norm=False)`, as `spkrec-ecapa-voxceleb` uses
+      them: centred 25 ms periodic Hamming frames zero-padded at the ends (`1 + samples // 160`
+      frames), 400-point FFT, power, SpeechBrain's triangular mel filters from 0 Hz to Nyquist,
+      `10 * log10(max(x, 1e-10))` floored at 80 dB below the utterance's maximum (over its real
+      frames and all bands), then the utterance mean is subtracted over real frames. No pre-emphasis.
 
     Input: one waveform or a list of them, each a 1-D array, list or tensor of samples at
     16 kHz. Floats are taken as they are (nominally in [-1, 1]); int16 / int32 / uint8 PCM is
@@ -34,22 +57,23 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     soundfile loads) and is averaged to mono. Batches are passed as lists, never as 2-D arrays.
 
     Args:
-        feature_type (`str`, defaults to `"kaldi_fbank"`): `"kaldi_fbank"` or `"ge2e_mel"`.
-        feature_size (`int`, *optional*): mel bins; 80 for fbank and 40 for GE2E when not given.
+        feature_type (`str`, defaults to `"kaldi_fbank"`): `"kaldi_fbank"`, `"ge2e_mel"` or
+            `"speechbrain_fbank"`.
+        feature_size (`int`, *optional*): mel bins; 40 for GE2E and 80 for the others when not given.
         sampling_rate (`int`, defaults to 16000): the only rate accepted, in Hz.
         padding_value (`float`, defaults to 0.0): value of padded feature frames.
         min_level_dbfs (`float`, *optional*): utterances quieter than this RMS level (dB relative
             to full scale) are amplified to it; louder ones are left alone. Defaults to -30 for
-            `ge2e_mel` (whose power features depend on level) and to None (off) for `kaldi_fbank`
-            (whose mean normalisation removes level).
+            `ge2e_mel` (whose power features depend on level) and to None (off) for the fbank
+            frontends (whose mean normalisation removes level).
     """
 
     model_input_names = ["input_features", "attention_mask"]
 
     def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0,
                  min_level_dbfs="default", **kwargs):
-        if feature_type not in ("kaldi_fbank", "ge2e_mel"):
-            raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose 'kaldi_fbank' or 'ge2e_mel'")
+        if feature_type not in FEATURE_TYPES:
+            raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose one of {FEATURE_TYPES}")
         if feature_size is None:
             feature_size = 40 if feature_type == "ge2e_mel" else 80
         kwargs.setdefault("return_attention_mask", True)
@@ -60,12 +84,16 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         self.min_level_dbfs = min_level_dbfs
         self.win_length = int(round(0.025 * sampling_rate))  # 400 samples
         self.hop_length = sampling_rate // 100  # 160 samples
-        self.center = feature_type == "ge2e_mel"
+        self.center = feature_type in ("ge2e_mel", "speechbrain_fbank")
         if feature_type == "kaldi_fbank":
             self.n_fft = 1 << math.ceil(math.log2(self.win_length))  # 512
             filters = mel_filter_bank(self.n_fft // 2 + 1, feature_size, 20.0, sampling_rate / 2, sampling_rate,
                                       norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)
             window = torch.hann_window(self.win_length, periodic=False, dtype=torch.float64).pow(0.85)
+        elif feature_type == "speechbrain_fbank":
+            self.n_fft = self.win_length
+            filters = speechbrain_mel_filters(self.n_fft // 2 + 1, feature_size, sampling_rate)
+            window = torch.hamming_window(self.win_length)
         else:
             self.n_fft = self.win_length
             filters = mel_filter_bank(self.n_fft // 2 + 1, feature_size, 0.0, sampling_rate / 2, sampling_rate,
@@ -191,10 +219,19 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             frames = frames - frames.mean(dim=-1, keepdim=True)
             previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
             frames = frames - 0.97 * previous
-        spectrum = torch.fft.rfft(frames * self._window.to(device), n=self.n_fft).abs().pow(2)  # (B, T, n_fft//2+1)
+        spectrum = torch.fft.rfft(frames * self._window.to(device), n=self.n_fft)
+        if self.feature_type == "speechbrain_fbank":  # re^2 + im^2, as SpeechBrain's spectral_magnitude
+            spectrum = torch.view_as_real(spectrum).pow(2).sum(-1)  # (B, T, n_fft//2+1)
+        else:
+            spectrum = spectrum.abs().pow(2)
         features = spectrum @ self._mel_filters.to(device)  # (B, T, mel)
         if self.feature_type == "kaldi_fbank":
             features = features.clamp_min(torch.finfo(torch.float32).eps).log()
+        elif self.feature_type == "speechbrain_fbank":  # dB, top_db=80 over the real frames only
+            features = 10 * torch.log10(features.clamp_min(1e-10))
+            floor = features.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=(1, 2), keepdim=True) - 80.0
+            features = torch.maximum(features, floor)
+        if self.feature_type != "ge2e_mel":
             maskf = mask.unsqueeze(-1).float()
             mean = (features * maskf).sum(1, keepdim=True) / maskf.sum(1, keepdim=True).clamp_min(1.0)
             features = features - mean
