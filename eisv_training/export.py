@@ -46,6 +46,50 @@ def _card_result(results, name):
     return results_from_evaluation(evaluation, name)
 
 
+def _front_matter(folder) -> dict:
+    """The YAML front matter of a model folder's README.md (its card), or {}."""
+    import yaml
+
+    card = Path(folder) / "README.md"
+    if not card.is_file():
+        return {}
+    text = card.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return {}
+    try:
+        return yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return {}
+
+
+def base_model_info(init_from) -> dict:
+    """How the card names the starting model: a Hub id as `base_model`; a local folder by the name its own
+    card gives it (never the machine's path, which means nothing in a pushed copy)."""
+    if init_from == "resemblyzer":
+        return {"base_model_note": "GE2E encoder of the resemblyzer package (Apache-2.0)"}
+    folder = Path(init_from)
+    if not folder.exists():
+        return {"base_model": str(init_from)}
+    meta = _front_matter(folder)
+    name = next((entry.get("name") for entry in meta.get("model-index") or [] if isinstance(entry, dict)), None)
+    return {"base_model_note": f"the eisv model {name or folder.name!r} (a local folder when this was trained)"}
+
+
+def inherited_datasets(init_from) -> list:
+    """The starting model's training data, as its card lists it, so that its licence terms (RAVDESS
+    non-commercial, ASED research-only, ...) reach the fine-tuned child's card."""
+    folder = Path(init_from) if init_from not in ("resemblyzer", "scratch") else None
+    meta = _front_matter(folder) if folder is not None and folder.exists() else {}
+    names = meta.get("datasets") or []
+    license_id = meta.get("license", "unknown")
+    out = []
+    for name in names if isinstance(names, list) else []:
+        entry = dict(KNOWN_CORPORA.get(str(name).lower(), {"name": str(name), "license": f"{license_id} (the base model's)"}))
+        entry.update(name=f"{entry.get('name', name)} (training data of the base model)", split="base model")
+        out.append(entry)
+    return out
+
+
 def finalize_model_folder(best_folder, final, state, stats, argument_groups, num_speakers, num_parameters, indexed,
                           run_data, argv):
     """Copy the selected candidate's model folder to `final` with a model card and `training_results.json`.
@@ -112,9 +156,8 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
             "commands": ["python train_eisv.py " + shlex.join(sys.argv[1:] if argv is None else argv)],
         }
         if model_args.init_from != "scratch":
-            key = "base_model_note" if model_args.init_from == "resemblyzer" or Path(model_args.init_from).exists() else "base_model"
-            info[key] = ("GE2E encoder of the resemblyzer package (Apache-2.0)" if model_args.init_from == "resemblyzer"
-                         else model_args.init_from)
+            info.update(base_model_info(model_args.init_from))
+            info["datasets"] = info["datasets"] + inherited_datasets(model_args.init_from)
         info = {k: v for k, v in info.items() if v not in (None, [])}
         write_model_card(staging, info)
         apply_umask(staging)

@@ -1,0 +1,111 @@
+"""Render the tables of `experiments.generalisation` (results/generalisation/json) as Markdown.
+
+    python -m experiments.render_generalisation --output results/generalisation --readme README.md
+
+Writes OUTPUT/table.md and, with --readme, replaces the README between `<!-- generalisation:start -->` and
+`<!-- generalisation:end -->`. Every number comes from the JSON files; mean ± sample std over seeds.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from eisv_tools.atomic_files import write_text_atomic
+from experiments.generalisation import PROTECTIONS
+
+START, END = "<!-- generalisation:start -->", "<!-- generalisation:end -->"
+ROW_NAMES = {1: "1. baseline (AAM only)", 2: "2. + CopyPaste", 3: "3. + ERL", 4: "4. + EM (full recipe)",
+             5: "5. full, random mask"}
+
+
+def spread(values, digits=2):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def metrics(run):
+    test = run["test"] or {}
+    neutral = run["validation"]["results"].get("neutral_trials", {}).get("overall", {}).get("eer")
+    return {"all": test.get("overall", {}).get("eer"), "ravdess": test.get("by_corpus", {}).get("ravdess", {}).get("eer"),
+            "emodb": test.get("by_corpus", {}).get("emodb", {}).get("eer"), "neutral": neutral,
+            "score": run["validation"]["best_eer"], "fine_tuned": run["validation"]["selected"] != "start",
+            "skipped": len(run["non_finite"]),
+            "runaway": max(run["validation"]["score_by_candidate"].values()) > 1.0}
+
+
+def line(name, flags, runs):
+    m = [metrics(r) for r in runs]
+    chosen = sum(x["fine_tuned"] for x in m)
+    return (f"| {name} | {flags} | {len(runs)} | {chosen} of {len(runs)} | {spread([x['score'] for x in m], 3)} | "
+            f"{spread([x['all'] for x in m])} | {spread([x['ravdess'] for x in m])} | {spread([x['emodb'] for x in m])} "
+            f"| {spread([x['neutral'] for x in m])} | {sum(x['runaway'] for x in m)} |")
+
+
+HEADER = ("| {what} | flags | seeds | fine-tune selected | selection score | dev EER ALL | RAVDESS | EmoDB | neutral | "
+          "runaways |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def render(output: Path) -> str:
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted((output / "json").glob("*.json"))}
+    start = runs.pop("ge2e-start")
+    base = (f"| pretrained GE2E (the start) | — | — | — | 0 | {start['test']['overall']['eer']:.2f} | "
+            f"{start['test']['by_corpus']['ravdess']['eer']:.2f} | {start['test']['by_corpus']['emodb']['eer']:.2f} | "
+            f"{start['neutral']['overall']['eer']:.2f} | — |")
+    chosen = json.loads((output / "chosen.json").read_text())["protection"]
+    parts = ["#### Protections against forgetting (full recipe + each protection; GE2E, seeds 0-2)", "",
+             HEADER.format(what="protection"), base]
+    for name, flags in PROTECTIONS.items():
+        found = [r for k, r in runs.items() if k.startswith(f"ge2e-protect-{name}-seed")]
+        if len(found) == 3:
+            parts.append(line(name + (" (chosen)" if name == chosen else ""), f"`{' '.join(flags)}`" if flags else "",
+                              found))
+    parts += ["", f"#### The paper's rows with the chosen protection ({chosen})", "", HEADER.format(what="row"), base]
+    for row, title in ROW_NAMES.items():
+        prefix = f"ge2e-protect-{chosen}-seed" if row == 4 else f"ge2e-{chosen}-row{row}-seed"
+        found = [r for k, r in runs.items() if k.startswith(prefix)]
+        if found:
+            parts.append(line(title, "", found))
+    parts += ["", "#### GE2E numerics: the old runs that skipped non-finite steps, again in bf16 and in float32", "",
+              "| run | precision | skipped non-finite steps | parameters with non-finite gradients | "
+              "validation EER of the selected epoch |", "|---|---|---:|---|---:|"]
+    for key, run in sorted(runs.items()):
+        if "fragility" in key:
+            names = sorted({n for event in run["non_finite"] for n in event["parameters"]})
+            parts.append(f"| row {run['row']} seed {run['seed']} | {'bf16' if key.endswith('bf16') else 'float32'} | "
+                         f"{len(run['non_finite'])} | {', '.join(f'`{n}`' for n in names) or '—'} | "
+                         f"{run['validation']['results']['validation_speakers']['overall']['eer']:.2f} |")
+    device = next((r["stats"]["device"] for r in runs.values() if r.get("stats")), "?")
+    parts += ["", f"{len(runs)} runs on {device}. Selection score: mean relative EER change against the start over "
+              "the validation speakers' trials and neutral_trials.csv (start = 0, lower is better); the model "
+              "tested on dev_trials.csv is the run's selected candidate (the start when no epoch beat it). "
+              "Neutral: neutral_trials.csv EER of the selected candidate. Runaways: runs with a candidate scoring "
+              "above +1 (e.g. validation EER +40% and neutral EER from 0.22% to 2%)."]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="results/generalisation")
+    parser.add_argument("--readme", default=None)
+    args = parser.parse_args(argv)
+    output = Path(args.output)
+    text = render(output)
+    write_text_atomic(output / "table.md", text)
+    if args.readme:
+        readme = Path(args.readme).read_text()
+        if START not in readme or END not in readme:
+            raise SystemExit(f"render_generalisation: {args.readme} has no {START} ... {END} markers")
+        head, rest = readme.split(START, 1)
+        write_text_atomic(args.readme, head + START + "\n" + text + rest[rest.index(END):])
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
