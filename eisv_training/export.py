@@ -1,7 +1,6 @@
 """The end of a run: the model folder (weights, feature extractor, remote code, card, results) and the push."""
 
 import json
-import os
 import shlex
 import shutil
 import sys

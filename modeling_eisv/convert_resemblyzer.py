@@ -19,11 +19,7 @@ and its files get the permissions of the umask (0755 / 0644 under umask 022).
 import argparse
 import importlib.util
 import io
-import json
-import os
-import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -32,6 +28,7 @@ import torch
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
+from .save_converted import check_output_folder, save_converted
 
 # resemblyzer key -> EISVModel key
 _KEY_MAP = {"lstm.": "encoder.lstm.", "linear.": "encoder.projection."}
@@ -83,39 +80,6 @@ def convert_state_dict(state: dict) -> dict:
     return converted
 
 
-_CONVERSION_SUFFIXES = (".json", ".safetensors", ".py")
-
-
-def is_previous_conversion(folder: Path) -> bool:
-    """An eisv model folder holding nothing but what a conversion writes (json, safetensors, py files)."""
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(config, dict) or config.get("model_type") != "eisv":
-        return False
-    return all(entry.is_file() and entry.suffix in _CONVERSION_SUFFIXES for entry in folder.iterdir())
-
-
-def check_output_folder(output_dir, overwrite: bool = False) -> Path:
-    """Raises `FileExistsError` for an output that exists and is neither empty nor a previous conversion."""
-    output_dir = Path(output_dir)
-    if not output_dir.exists() or overwrite:
-        return output_dir
-    if not output_dir.is_dir():
-        raise FileExistsError(f"{output_dir}: exists and is not a folder; choose another --output")
-    entries = sorted(entry.name for entry in output_dir.iterdir())
-    if entries and not is_previous_conversion(output_dir):
-        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
-        raise FileExistsError(f"{output_dir}: folder is not empty ({shown}) and is not a previous conversion; its "
-                              f"contents would be replaced. Pass --overwrite to replace it, or choose another --output")
-    return output_dir
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def convert(output_dir, weights=None, wheel=None, overwrite: bool = False) -> Path:
@@ -133,25 +97,7 @@ def convert(output_dir, weights=None, wheel=None, overwrite: bool = False) -> Pa
     if missing or unexpected:
         raise KeyError(f"conversion mismatch: missing {missing}, unexpected {unexpected}")
     model.eval()
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        model.save_pretrained(staging)
-        EISVFeatureExtractor("ge2e_mel").save_pretrained(staging)
-        umask = _umask()  # mkdtemp makes the folder 0700 and save_pretrained the weights 0600 (mkstemp)
-        os.chmod(staging, 0o777 & ~umask)
-        for entry in staging.iterdir():
-            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
-        previous = output_dir.with_name(f".{output_dir.name}.previous")
-        if output_dir.exists():  # keep the old folder until the new one is in place
-            shutil.rmtree(previous, ignore_errors=True)
-            output_dir.rename(previous)
-        staging.rename(output_dir)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return output_dir
+    return save_converted(output_dir, model, EISVFeatureExtractor("ge2e_mel"), overwrite)
 
 
 def main(argv=None):

@@ -57,6 +57,8 @@ def save_converted(output_dir, model, feature_extractor, overwrite: bool = False
     try:
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
+        for entry in staging.iterdir():  # save_pretrained writes the weights 0600 (mkstemp)
+            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
         previous = output_dir.with_name(f".{output_dir.name}.previous")
         if output_dir.exists():  # keep the old folder until the new one is in place
             shutil.rmtree(previous, ignore_errors=True)
