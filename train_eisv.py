@@ -14,6 +14,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -205,13 +206,22 @@ def train(argv=None):
             raise SystemExit(f"train_eisv: --resume: {error}") from None
         state = TrainingState.from_dict(progress)
         say(f"Resumed from {checkpoint} (epoch {state.epoch}, step {state.global_step})")
+        if state.best and not (output_dir / "best_model").is_dir():  # resumed into another --output_dir
+            original = checkpoint.resolve().parent.parent / "best_model"
+            if not original.is_dir():
+                raise SystemExit(f"train_eisv: --resume {checkpoint}: the run's selected model ({state.best}) is not "
+                                 f"in {output_dir} nor in {original.parent}; resume in the run's own --output_dir")
+            if accelerator.is_main_process:
+                shutil.copytree(original, output_dir / "best_model")
+            accelerator.wait_for_everyone()
 
     def evaluate(tag, lists, network_to_test=model) -> dict:
         """{list name: results} of `network_to_test` on each trial list, one line per list."""
         out = {}
         for item in lists:
             results = evaluate_during_training(accelerator, network_to_test, feature_extractor, item.path, item.root,
-                                               args.eval_batch_size, data.eval_max_trials, args.seed)
+                                               args.eval_batch_size, data.eval_max_trials, args.seed,
+                                               progress=sys.stderr.isatty())  # a bar on a terminal, not in logs
             overall = results["overall"]
             say(f"[{tag}] {item.name}: EER {overall['eer']:.2f}%  minDCF(0.01) {overall['min_dcf_0.01']:.4f}  "
                 f"({results['num_trials_scored']} trials)")

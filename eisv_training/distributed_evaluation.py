@@ -17,7 +17,7 @@ from modeling_eisv.scoring import cosine_scores
 
 
 def evaluate_during_training(accelerator, model, feature_extractor, trials, root, batch_size=32, max_trials=None,
-                             seed=0) -> dict:
+                             seed=0, progress=False) -> dict:
     """-> {"num_trials", "num_trials_scored", "num_files", "overall", "by_corpus", "by_condition"} (EER in %)
     on every process. `model` may be wrapped (DDP); it is put back in its previous train/eval mode."""
     trials = sample_trials(read_trials(trials), max_trials, seed)
@@ -29,6 +29,7 @@ def evaluate_during_training(accelerator, model, feature_extractor, trials, root
     try:
         with torch.no_grad(), accelerator.autocast():
             vectors = embed_paths(network, feature_extractor, [Path(root) / key for key in mine],
+                                  progress=progress and accelerator.is_local_main_process,
                                   batch_size=batch_size, device=accelerator.device) if mine else []
     finally:
         network.train(was_training)

@@ -270,3 +270,12 @@ def test_default_run_fine_tunes_the_pretrained_ge2e_without_forgetting(tmp_path)
     assert selected["score"] <= 0.0  # and never exports something worse than its start on the selection lists
     neutral = selected["results"]["librispeech-mini"]["overall"]["eer"]
     assert neutral <= start["results"]["librispeech-mini"]["overall"]["eer"] + 1.0
+
+
+def test_a_finished_runs_checkpoint_resumes_into_a_new_output_dir(reference_run, tmp_path):
+    args = [a for a in reference_run["args"] if a not in ("--push_to_hub", "--hub_model_id", "local-user/eisv-tiny")]
+    args[args.index("--output_dir") + 1] = str(tmp_path / "elsewhere")
+    run_training([*args, "--resume", str(reference_run["dir"] / "checkpoints" / "step_12")])
+    results = json.loads((tmp_path / "elsewhere" / "model" / "training_results.json").read_text())
+    assert results["selected"] == json.loads((reference_run["dir"] / "model" / "training_results.json")
+                                             .read_text())["selected"]
