@@ -2,13 +2,14 @@
 # Install eisv with its test tools into the current Python (3.10+). Safe to re-run; non-interactive.
 #
 # Which torch build (torch/torchaudio are pinned in pyproject.toml):
-#   EISV_TORCH=auto (default)  a CPU-only Linux machine (no nvidia-smi, no ROCm) whose network
+#   EISV_TORCH=pypi (default)  torch from PyPI, as `pip install -e .` alone would do (alias: gpu); the
+#                              script contacts nothing but the package index pip is configured with.
+#   EISV_TORCH=auto            a CPU-only Linux machine (no nvidia-smi, no ROCm) whose network
 #                              reaches PyTorch's CPU wheel index gets the CPU build (a 0.2 GB
 #                              download, ~0.7 GB installed, instead of ~4.5 GB of torch, NVIDIA
 #                              libraries and triton); otherwise PyPI's torch (CUDA on Linux).
 #   EISV_TORCH=cpu             the CPU build from PyTorch's CPU index, also on a GPU machine; an
 #                              installed CUDA build of the pinned version is replaced.
-#   EISV_TORCH=pypi            torch from PyPI, as `pip install -e .` alone would do (alias: gpu).
 #   EISV_TORCH_INDEX=URL       another CPU wheel index (a mirror); default PyTorch's own.
 # An installed torch of the pinned version is otherwise kept whatever its build (CUDA, ROCm, CPU),
 # and the rest is installed from PyPI with that build pinned, so it is never swapped.
@@ -21,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PIP=(python -m pip install --quiet --disable-pip-version-check)
-MODE="${EISV_TORCH:-auto}"
+MODE="${EISV_TORCH:-pypi}"
 CPU_INDEX="${EISV_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 note() { echo "setup.sh: $*" >&2; }
 
