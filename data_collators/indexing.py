@@ -26,6 +26,8 @@ import datasets
 import numpy as np
 import soundfile
 
+from modeling_eisv.speech_activity import MIN_SPEECH_S, active_seconds
+
 from .audio import AudioError, load_audio
 
 logger = logging.getLogger(__name__)
@@ -157,6 +159,10 @@ def _check_row(row, index, sampling_rate, min_samples):
         out["bad_reason"] = f"too short ({waveform.size} samples < {min_samples} at {sampling_rate} Hz)"
     elif not np.any(waveform):
         out["bad_reason"] = "digital silence (every sample is 0)"
+    else:  # the tools' rule (modeling_eisv.speech_activity), so a clip they refuse is never trained on
+        active = active_seconds(waveform, sampling_rate)
+        if active < MIN_SPEECH_S:
+            out["bad_reason"] = f"too little speech ({active:.2f} s of active signal < {MIN_SPEECH_S} s)"
     return out
 
 

@@ -146,3 +146,13 @@ def test_crops_stay_in_the_active_span(tmp_path):
         assert all(np.sqrt(np.mean(store.crop(0, rate // 2, rng) ** 2)) > 0.2 for _ in range(20))
         long = [store.crop(0, 2 * rate, rng) for _ in range(20)]  # longer than the span: holds all of it
         assert all(np.sum(c ** 2) == pytest.approx(np.sum(wave[rate:2 * rate] ** 2), rel=0.01) for c in long)
+
+
+def test_a_clip_the_tools_would_refuse_is_not_trained_on(tmp_path):
+    rate = 16000
+    blip = np.zeros(rate, dtype=np.float32)
+    blip[:80] = 0.5  # 5 ms of signal in a second of silence: "too little speech" for eisv-verify too
+    soundfile.write(tmp_path / "blip.wav", blip, rate)
+    (tmp_path / "metadata.csv").write_text("file_name,speaker,emotion\nblip.wav,s1,neutral\n")
+    with pytest.raises(BadRowError, match=r"line 2 .*too little speech \(0\.01 s of active signal < 0\.3 s\)"):
+        index_dataset(load_source(tmp_path))

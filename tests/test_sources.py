@@ -75,5 +75,5 @@ def test_protocol_split_speakers(shared_data):
 
 def test_a_missing_local_path_is_named_not_looked_up_on_the_hub(tmp_path):
     for missing in (tmp_path / "no-such-folder", "./typo", "../data/typo/metadata.csv"):
-        with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        with pytest.raises(FileNotFoundError, match="no such (file or folder|table)"):
             load_source(str(missing))
