@@ -109,7 +109,7 @@ def train(argv=None):
     resolve_defaults(data)
     output_dir = Path(args.output_dir)
     quiet_libraries()
-    check_output_dir(output_dir, resume=args.resume, overwrite=args.overwrite_output_dir, argv=argv)
+    check_output_dir(output_dir, resume=args.resume, overwrite=args.overwrite_output_dir)
     if args.push_to_hub:
         check_push_access(args.hub_model_id, private=args.hub_private)
     encoder_type = starting_encoder_type(model_args)

@@ -9,7 +9,7 @@ RUN_ARTEFACTS = ("checkpoints", "best_model", "model", "eisv", "init-resemblyzer
                  "bad_rows.csv", "bad_rows_validation.csv")
 
 
-def check_output_dir(output_dir: Path, resume=None, overwrite=False, argv=None):
+def check_output_dir(output_dir: Path, resume=None, overwrite=False):
     """Refuse a non-empty --output_dir of another run unless --resume or --overwrite_output_dir (transformers'
     convention), so two runs never mix checkpoints, models and logs. With --overwrite_output_dir the previous
     run's artefacts are removed first; other files stay."""
