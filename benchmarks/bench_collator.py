@@ -1,6 +1,6 @@
 """Collator throughput on ONE core: 2 s crops, CopyPaste + energy EM on, Kaldi fbank features.
 
-    python benchmarks/bench_collator.py [--data ../shared/data/ravdess] [--batches 30]
+    python -m benchmarks.bench_collator [--data ../shared/data/ravdess] [--batches 30]
 
 Uses real clips (8 speakers of the given corpus) when present, else a synthetic corpus.
 Prints the machine and pairs per second (one pair = two 2 s inputs, features and mask included).
@@ -9,7 +9,6 @@ Prints the machine and pairs per second (one pair = two 2 s inputs, features and
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,12 +17,9 @@ import numpy as np
 import soundfile
 import torch
 
-from machine import cpu_model  # benchmarks/machine.py
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_collators import AudioStore, EISVCollator, SpeakerEmotionBatchSampler, index_dataset, load_source  # noqa: E402
-from modeling_eisv import EISVFeatureExtractor  # noqa: E402
+from benchmarks.machine import cpu_model
+from data_collators import AudioStore, EISVCollator, SpeakerEmotionBatchSampler, index_dataset, load_source
+from modeling_eisv import EISVFeatureExtractor
 
 def synthetic_corpus(root: Path) -> Path:
     rng = np.random.default_rng(0)

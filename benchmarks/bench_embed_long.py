@@ -5,7 +5,7 @@ it with a default-size, randomly initialised ECAPA-TDNN (C=512, 192-d) through `
 code, and prints the peak resident memory of this process (ru_maxrss), the wall time and the
 machine. The target is a peak under 2 GiB.
 
-    python benchmarks/bench_embed_long.py [--hours 1] [--channels 512] [--batch-size 16]
+    python -m benchmarks.bench_embed_long [--hours 1] [--channels 512] [--batch-size 16]
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """CPU inference speed of the EISV encoders against SpeechBrain's ECAPA-TDNN and resemblyzer.
 
-    python benchmarks/bench_inference_cpu.py [--threads N] [--seconds 3] [--clips 30] [--repeats 5]
+    python -m benchmarks.bench_inference_cpu [--threads N] [--seconds 3] [--clips 30] [--repeats 5]
 
 Real-time factor (RTF) = compute seconds / audio seconds for one clip, batch of 1, feature
 extraction included, under `torch.inference_mode()`, after warm-up. Each system embeds the same
@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import cpu_model  # benchmarks/machine.py
+from benchmarks.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 SR = 16000
 

@@ -1,6 +1,6 @@
 """CPU inference speed of ECAPA-TDNN C=512: PyTorch vs onnxruntime (the `eisv-export` graph).
 
-    python benchmarks/bench_onnx_cpu.py [--threads N] [--seconds 3] [--clips 20] [--repeats 3] [--opset 18]
+    python -m benchmarks.bench_onnx_cpu [--threads N] [--seconds 3] [--clips 20] [--repeats 3] [--opset 18]
                                    [--ort-spinning]
 
 Batch of 1, random weights (built from the config), speech-like synthetic clips. Times are per
@@ -16,7 +16,6 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_inference_cpu import load_average, make_clips  # benchmarks/
-from machine import cpu_model  # benchmarks/machine.py
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.bench_inference_cpu import load_average, make_clips
+from benchmarks.machine import cpu_model
 
 SR = 16000
 

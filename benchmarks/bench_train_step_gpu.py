@@ -1,6 +1,6 @@
 """Training-step time of our ECAPA-TDNN C=512 and GE2E against SpeechBrain's ECAPA-TDNN, on a GPU.
 
-    python benchmarks/bench_train_step_gpu.py [--device cuda] [--steps 50] [--warmup 10] [--batch 128]
+    python -m benchmarks.bench_train_step_gpu [--device cuda] [--steps 50] [--warmup 10] [--batch 128]
         [--precision bf16|fp32] [--variants ours ours_full sb ge2e] [--no-compile] [--output FILE.json]
 
 Pure step time, no data loading: one fixed batch already on the device; a step is zero_grad +
@@ -26,19 +26,14 @@ import gc
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from machine import cpu_model  # benchmarks/machine.py
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
+from benchmarks.machine import cpu_model
+from eisv_tools.atomic_files import write_text_atomic
 
 SR, CROP_S, NUM_SPEAKERS, EM_RATIO, EM_BLOCK = 16000, 2.0, 71, 0.1, 20
 SYSTEMS = ("ours", "ours_full", "sb", "ge2e")

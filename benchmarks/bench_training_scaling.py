@@ -1,6 +1,6 @@
 """Training throughput on 1, 2, 4 ... GPUs of one host, the same per-GPU batch, through `accelerate launch`.
 
-    python benchmarks/bench_training_scaling.py --processes 1 2 4 --shared_data DIR --output scaling.json
+    python -m benchmarks.bench_training_scaling --processes 1 2 4 --shared_data DIR --output scaling.json
 
 Each configuration is a real `train_eisv.py` run on the shared protocol (ECAPA-TDNN C=512 from
 scratch or the GE2E fine-tune, full recipe: CopyPaste + ERL + energy EM, 2 s crops, P=32 speakers
@@ -19,12 +19,10 @@ from pathlib import Path
 
 import torch
 
-import machine
+from benchmarks import machine
+from eisv_tools.atomic_files import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
 
 
 def run(processes, args, output_dir, workers):

@@ -1,4 +1,4 @@
-"""What machine a benchmark ran on, for its printout (benchmarks import this as `machine`)."""
+"""What machine a benchmark ran on, for its printout (`from benchmarks.machine import cpu_model`)."""
 
 import platform
 from pathlib import Path

@@ -1,6 +1,6 @@
 """The paper's ablation on the shared protocol, with defaults chosen on a validation split.
 
-    python experiments/ablation.py --output results/ablation --ge2e_init DIR --jobs 8 --gpus 0,1,2,3
+    python -m experiments.ablation --output results/ablation --ge2e_init DIR --jobs 8 --gpus 0,1,2,3
 
 Two stages, both resumable (a finished run is skipped, a killed one resumes from its last epoch
 checkpoint), every number written as JSON under OUTPUT/json/:
@@ -16,7 +16,7 @@ checkpoint), every number written as JSON under OUTPUT/json/:
    masks, CopyPaste patterns, a stronger invariance push), each on the full recipe, same seeds.
 4. stability: the GE2E full recipe at each swept learning rate, seeds 0-4, counting divergences.
 
-`python experiments/render_ablation.py --output results/ablation` renders the tables.
+`python -m experiments.render_ablation --output results/ablation` renders the tables.
 Runs go to OUTPUT/runs/<id>/ (checkpoints, logs, model) and are not part of the results.
 """
 
@@ -31,10 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from eisv_tools.atomic_files import write_text_atomic
 
-from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 ENCODERS = ("ge2e", "ecapa")
 VALIDATION_SPEAKERS = 12
@@ -332,7 +331,7 @@ def main(argv=None):
     if scheduler.failed:
         print(f"[ablation] {len(scheduler.failed)} runs failed: {' '.join(scheduler.failed)}", flush=True)
         return 1
-    print("[ablation] complete; render with: python experiments/render_ablation.py --output", args.output, flush=True)
+    print("[ablation] complete; render with: python -m experiments.render_ablation --output", args.output, flush=True)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Emotion leakage: how well a linear probe reads the emotion off each model's speaker embeddings.
 
-    python experiments/emotion_leakage.py --model "no fine-tuning=DIR0" --model "baseline=DIR1" \
+    python -m experiments.emotion_leakage --model "no fine-tuning=DIR0" --model "baseline=DIR1" \
         --model "full recipe=DIR4" --shared_data ../shared/data --output_dir results/ablation/leakage \
         [--device cuda] [--projection_models "no fine-tuning" "full recipe"] [--max_files_per_speaker N]
 
@@ -27,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from eisv_tools.atomic_files import atomic_path, write_text_atomic
+from eisv_tools.errors import ToolError
+from eisv_tools.trials import read_trials
 
-from eisv_tools.atomic_files import atomic_path, write_text_atomic  # noqa: E402
-from eisv_tools.errors import ToolError  # noqa: E402
-from eisv_tools.trials import read_trials  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RESULTS_FORMAT = "eisv-emotion-leakage/1"
 PROBE = "StandardScaler + LogisticRegression(C=1, lbfgs), leave-one-speaker-out cross-validation"

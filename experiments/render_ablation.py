@@ -1,6 +1,6 @@
 """Render the ablation JSON (experiments/ablation.py) as Markdown tables.
 
-    python experiments/render_ablation.py --output results/ablation [--readme README.md]
+    python -m experiments.render_ablation --output results/ablation [--readme README.md]
 
 Writes OUTPUT/table.md: per encoder, EER (%) and minDCF(0.01) on the evaluation trials, mean ± std
 over seeds, overall and per target condition, the relative EER change against row 1, a verdict per
@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from eisv_tools.atomic_files import write_text_atomic  # noqa: E402
+from eisv_tools.atomic_files import write_text_atomic
 
 CONDITIONS = (("same_emotion", "same emo."), ("neutral_vs_emotional", "neutral vs emo."),
               ("emotional_vs_emotional", "emo. vs emo."))
@@ -219,7 +218,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     output = Path(args.output)
     if not (output / "json").is_dir():
-        raise SystemExit(f"render_ablation: {output / 'json'} does not exist; run experiments/ablation.py first")
+        raise SystemExit(f"render_ablation: {output / 'json'} does not exist; run python -m experiments.ablation first")
     text = render(output)
     write_text_atomic(output / "table.md", text)
     if args.readme:

@@ -1,6 +1,6 @@
 """Re-run one ablation run on N GPUs of one host (data parallel), to check that EER holds with world size.
 
-    python experiments/rerun_multi_gpu.py --output results/ablation --run ecapa-row4-seed0 --processes 4
+    python -m experiments.rerun_multi_gpu --output results/ablation --run ecapa-row4-seed0 --processes 4
 
 The run's own command (OUTPUT/json/<run>.json) is launched with `accelerate launch --multi_gpu`,
 the per-GPU batch unchanged (so the global batch is N times larger and an epoch N times fewer
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ablation
+from experiments import ablation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def main(argv=None):
     output = Path(args.output).resolve()
     source = output / "json" / f"{args.run}.json"
     if not source.exists():
-        raise SystemExit(f"rerun_multi_gpu: {source} does not exist; run experiments/ablation.py first")
+        raise SystemExit(f"rerun_multi_gpu: {source} does not exist; run python -m experiments.ablation first")
     original = json.loads(source.read_text())
     train_args = shlex.split(original["command"])[2:]  # drop "python train_eisv.py"
     factor = {"sqrt": math.sqrt(args.processes), "linear": float(args.processes), "none": 1.0}[args.lr_scaling]

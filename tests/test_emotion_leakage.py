@@ -2,7 +2,6 @@
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,7 @@ import soundfile
 from _tiny import voice_like
 from _tools import save_tiny_model
 from eisv_tools.errors import ToolError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-import emotion_leakage  # noqa: E402
+from experiments import emotion_leakage
 
 # Per corpus: emotion -> files per speaker; 3 speakers each. emodb: 12 files, majority 6/12, 3 classes;
 # ravdess: 12 files, 4 balanced classes.

@@ -1,14 +1,10 @@
 """The ablation driver's recipe rows and choices, and the table renderer (experiments/)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-import ablation  # noqa: E402
-import render_ablation  # noqa: E402
+from experiments import ablation, render_ablation
 
 
 def test_rows_switch_the_components_on_one_by_one():

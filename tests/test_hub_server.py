@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hub_server import DEFAULT_TOKEN, git_blob_sha1, hub_server, local_hub  # noqa: E402,F401  (hub_server is a fixture)
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi  # noqa: E402
-from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError  # noqa: E402
-
-from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVModel  # noqa: E402
+from hub_server import DEFAULT_TOKEN, git_blob_sha1, hub_server, local_hub  # noqa: F401  (hub_server is a fixture; tests/ is on sys.path)
+from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVModel
 
 REPO_ID = "local-user/eisv-tiny"
 PROJECT_PACKAGES = {"modeling_eisv", "data_collators", "model_cards", "eisv_tools", "eisv_training", "metrics"}

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks, each run from the repository root as `python -m benchmarks.NAME`."""
