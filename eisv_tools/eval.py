@@ -4,6 +4,7 @@ Usage:
     eisv-eval --model DIR_OR_ID --trials CSV --root DIR [--output-dir OUT] [--overwrite] [--cohort FILE]
               [--cohort-top-n 300] [--cohort-any-model] [--max-trials N] [--seed 0] [--device auto]
               [--batch-size 16] [--max-batch-s 80] [--window-s 10] [--hop-s 5] [--min-speech-s 0.3]
+              [--adapt-on LIST [--adapt-root DIR] [--adapt-whiten]] [--nap-on CSV [--nap-dims 10]]
               [--json] [--no-progress]
 
 Writes OUT (default `eval_<model folder name>`) as a whole: `results.json` (see
@@ -13,6 +14,11 @@ OUT never mixes the files of two runs. An existing OUT must be empty or a previo
 output (nothing but those files); anything else is refused unless --overwrite, which replaces
 it. `--cohort` must have been embedded (eisv-embed, .safetensors) by the same model, unless
 --cohort-any-model. Multi-word flags also take underscores (`--output_dir`).
+`--adapt-on LIST` fits the embedding transform for this evaluation only, as `eisv-adapt` does
+(centring on the mean of LIST's unlabeled audio, `--adapt-whiten` adds a whitening; `--nap-on CSV`
+an emotion NAP from labelled audio) and reports how many adaptation files are trial files: an
+honest number needs adaptation audio disjoint from the trials.
+If the model is calibrated, results add Cllr and the actual DCF beside min Cllr and minDCF.
 Exit codes: 0 done, 1 bad input (message names the file or CSV line), 2 bad command line.
 """
 
@@ -51,12 +57,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--cohort-top-n", type=positive_int, default=300, help="AS-norm: top cohort scores used")
     add_flag(parser, "--cohort-any-model", action="store_true",
              help="use a --cohort embedded by another model (or one that records none, e.g. .npy)")
+    add_flag(parser, "--adapt-on", help="audio list/folder of the deployment domain (unlabeled): centre on its mean")
+    add_flag(parser, "--adapt-root", help="folder the --adapt-on / --nap-on paths are relative to (default: the list's)")
+    add_flag(parser, "--adapt-whiten", action="store_true", help="with --adapt-on: also whiten")
+    add_flag(parser, "--nap-on", help="CSV of audio with speaker and emotion columns: emotion NAP")
+    add_flag(parser, "--nap-dims", type=positive_int, default=10, help="emotion directions removed by --nap-on")
     add_flag(parser, "--max-trials", type=int, help="score a seeded random subset of N trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-trials subset")
     add_embedding_options(parser)
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of a table")
     add_flag(parser, "--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def adapt_for_evaluation(args, model, feature_extractor) -> dict:
+    """Fit and install the embedding transform of --adapt-on / --nap-on -> what the report says of it."""
+    from .adaptation import AudioList, fit_transform, install_transform, overlap_with_trials, read_audio_list
+    from .trials import read_trials
+
+    trials = read_trials(args.trials)
+    unlabeled = read_audio_list(args.adapt_on, args.adapt_root) if args.adapt_on else None
+    nap = read_audio_list(args.nap_on, args.adapt_root) if args.nap_on else None
+    mean, matrix, info = fit_transform(model, feature_extractor, unlabeled, args.adapt_whiten, nap, args.nap_dims,
+                                       progress=not args.no_progress, window_s=args.window_s, hop_s=args.hop_s,
+                                       min_speech_s=args.min_speech_s, batch_size=args.batch_size)
+    install_transform(model, mean, matrix, info)
+    report = {"kind": info["kind"], "source": args.adapt_on or args.nap_on, "files": 0, "speakers": None}
+    if unlabeled is not None:
+        report.update(files=len(unlabeled.paths), speakers=info["adaptation"]["speakers"])
+    used = [audio for audio in (unlabeled, nap) if audio is not None]
+    report["overlap"] = overlap_with_trials(AudioList([p for a in used for p in a.paths]), trials, args.root)
+    report["info"] = info
+    return report
 
 
 def run(args) -> dict:
@@ -70,12 +102,14 @@ def run(args) -> dict:
     output_dir = Path(args.output_dir or f"eval_{Path(str(args.model).rstrip('/')).name}")
     check_replaceable_folder(output_dir, is_eval_output, "an eisv-eval output", args.overwrite)  # before any work
     model, feature_extractor = load_model(args.model, args.device)
+    adaptation = adapt_for_evaluation(args, model, feature_extractor) if (args.adapt_on or args.nap_on) else None
     results = evaluate_trials(model, feature_extractor, args.trials, args.root, batch_size=args.batch_size,
                               cohort=args.cohort, cohort_top_n=args.cohort_top_n, max_trials=args.max_trials,
                               seed=args.seed, window_s=args.window_s, hop_s=args.hop_s, max_batch_s=args.max_batch_s,
                               progress=not args.no_progress, return_scores=True, min_speech_s=args.min_speech_s,
                               cohort_any_model=args.cohort_any_model)
-    results = {"model": str(args.model), "trials_file": str(args.trials), "root": str(args.root), **results}
+    results = {"model": str(args.model), "trials_file": str(args.trials), "root": str(args.root), **results,
+               "adaptation": adaptation}
     primary = results["scores"][results["scoring"]]
     with staged_folder(output_dir) as staging:  # OUT is replaced as a whole, once everything is written
         write_results(staging, results)

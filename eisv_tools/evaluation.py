@@ -13,13 +13,18 @@ Groups (the keys of `by_corpus` / `by_condition` in the results):
 A group that lacks targets or non-targets gets `null` metrics and a `note`.
 Metric keys: `eer` (percent), `eer_threshold` (cosine or AS-norm score; accept when
 score >= threshold), `min_dcf_0.01`, `min_dcf_0.05` (normalised, C_miss = C_fa = 1),
-`num_targets`, `num_nontargets`.
+`num_targets`, `num_nontargets`, `min_cllr` (bits, after the best monotone calibration); when the
+model is calibrated for that kind of score (`config.calibration_scale`, `calibration_scores`) also
+`cllr`, `actual_dcf_0.01`, `actual_dcf_0.05` (cost of the calibrated decisions at that prior,
+beside the minimum) and `miss_at_p0.5`, `false_alarm_at_p0.5` (percent, the decision at equal
+priors: a gap between them shows a threshold that does not transfer). See `modeling_eisv.calibration`.
 """
 
 from pathlib import Path
 
 import numpy as np
 
+from modeling_eisv.calibration import calibration_summary
 from modeling_eisv.scoring import (as_norm_scores, cohort_statistics, compute_eer, compute_min_dcf,
                                    cosine_scores)
 from modeling_eisv.speech_activity import MIN_SPEECH_S
@@ -34,8 +39,10 @@ P_TARGETS = (0.01, 0.05)
 RESULTS_FORMAT = "eisv-eval/1"
 
 
-def verification_metrics(scores, labels) -> dict:
-    """(trials,) scores and 0/1 labels -> the metric dict described in the module docstring."""
+def verification_metrics(scores, labels, calibration=None) -> dict:
+    """(trials,) scores and 0/1 labels -> the metric dict described in the module docstring.
+
+    `calibration`: `(scale, offset)` turning these scores into LLRs, or None."""
     labels = np.asarray(labels)
     metrics = {"num_targets": int((labels == 1).sum()), "num_nontargets": int((labels == 0).sum())}
     if metrics["num_targets"] == 0 or metrics["num_nontargets"] == 0:
@@ -47,6 +54,7 @@ def verification_metrics(scores, labels) -> dict:
     metrics.update({"eer": eer, "eer_threshold": threshold})
     for p_target in P_TARGETS:
         metrics[f"min_dcf_{p_target}"] = compute_min_dcf(scores, labels, p_target=p_target)[0]
+    metrics.update(calibration_summary(scores, labels, *(calibration or (None, None)), p_targets=P_TARGETS))
     return metrics
 
 
@@ -69,11 +77,11 @@ def group_masks(trials) -> dict:
     return masks
 
 
-def metrics_by_group(scores, trials) -> dict:
+def metrics_by_group(scores, trials, calibration=None) -> dict:
     """-> {"overall": metrics, "by_corpus": {name: metrics}, "by_condition": {name: metrics}}."""
     out = {"overall": None, "by_corpus": {}, "by_condition": {}}
     for key, mask in group_masks(trials).items():
-        metrics = verification_metrics(scores[mask], trials.label[mask])
+        metrics = verification_metrics(scores[mask], trials.label[mask], calibration)
         if key == "all":
             out["overall"] = metrics
         else:
@@ -186,7 +194,12 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
         test_stats = tuple(np.array([stats[k][i] for k in trials.test]) for i in (0, 1))
         scores["as_norm"] = as_norm_scores(scores["cosine"], enroll_stats, test_stats)
     primary = "as_norm" if cohort is not None else "cosine"
-    metrics = {name: metrics_by_group(values, trials) for name, values in scores.items()}
+    config = model.config
+    calibrated = getattr(config, "calibration_scale", None) is not None
+    calibration = {name: ((config.calibration_scale, config.calibration_offset)
+                          if calibrated and getattr(config, "calibration_scores", "cosine") == name else None)
+                   for name in scores}
+    metrics = {name: metrics_by_group(values, trials, calibration[name]) for name, values in scores.items()}
     overall = metrics[primary]["overall"]
     results = {
         "format": RESULTS_FORMAT,
@@ -195,7 +208,13 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
         "max_trials": max_trials,
         "seed": seed,
         "scoring": primary,
-        "summary": {key: overall[key] for key in ("eer", "eer_threshold", "min_dcf_0.01", "min_dcf_0.05")},
+        "summary": {key: overall[key] for key in ("eer", "eer_threshold", "min_dcf_0.01", "min_dcf_0.05", "min_cllr",
+                                                  "cllr", "actual_dcf_0.01", "miss_at_p0.5", "false_alarm_at_p0.5")
+                    if key in overall},
+        "calibration": None if not calibrated else {
+            "scale": config.calibration_scale, "offset": config.calibration_offset,
+            "scores": getattr(config, "calibration_scores", "cosine"),
+            "source": getattr(config, "calibration_source", None)},
         "metrics": metrics,
         "as_norm": None if cohort is None else {"cohort": cohort_name, "cohort_size": int(len(cohort)),
                                                "top_n": int(min(cohort_top_n, len(cohort)))},

@@ -21,7 +21,9 @@ from .errors import ToolError, one_line
 # left out of `model_identity`, so re-calibrating or re-heading a model keeps its identity.
 _NOT_EMBEDDING_FIELDS = {"verification_threshold", "num_speakers", "aam_margin", "aam_scale", "erl_weight",
                          "transformers_version", "architectures", "auto_map", "id2label", "label2id", "dtype",
-                         "torch_dtype", "return_dict", "output_hidden_states", "output_attentions"}
+                         "torch_dtype", "return_dict", "output_hidden_states", "output_attentions",
+                         "calibration_scale", "calibration_offset", "calibration_scores", "calibration_source",
+                         "embedding_transform_info"}
 
 
 def resolve_device(device=None) -> torch.device:

@@ -15,7 +15,9 @@ OUTPUT_FILES = ("results.json", "results.md", "scores.csv", "det.png", "score_hi
 
 METRIC_COLUMNS = (("num_targets", "targets", "{}"), ("num_nontargets", "non-targets", "{}"), ("eer", "EER %", "{:.2f}"),
                   ("min_dcf_0.01", "minDCF 0.01", "{:.4f}"), ("min_dcf_0.05", "minDCF 0.05", "{:.4f}"),
-                  ("eer_threshold", "threshold at EER", "{:.4f}"))
+                  ("eer_threshold", "threshold at EER", "{:.4f}"), ("min_cllr", "min Cllr", "{:.3f}"),
+                  ("cllr", "Cllr", "{:.3f}"), ("actual_dcf_0.01", "actDCF 0.01", "{:.4f}"),
+                  ("miss_at_p0.5", "miss % at p 0.5", "{:.1f}"), ("false_alarm_at_p0.5", "FA % at p 0.5", "{:.1f}"))
 
 
 def public_results(results: dict) -> dict:
@@ -50,6 +52,17 @@ def markdown_report(results: dict, title="Speaker verification results") -> str:
     if results.get("as_norm"):
         norm = results["as_norm"]
         parts.append(f"- AS-norm: cohort `{norm['cohort']}` ({norm['cohort_size']} embeddings), top {norm['top_n']}")
+    if results.get("calibration"):
+        cal = results["calibration"]
+        parts.append(f"- calibration (model config): llr = {cal['scale']:.4g} * {cal['scores']} score + "
+                     f"{cal['offset']:.4g}; fitted on {cal.get('source') or 'unrecorded trials'}")
+    if results.get("adaptation"):
+        adapt = results["adaptation"]
+        overlap = adapt["overlap"]
+        parts.append(f"- adaptation ({adapt['kind']}) on `{adapt['source']}`: {adapt['files']} files, "
+                     f"{adapt['speakers'] if adapt['speakers'] is not None else 'unknown'} speakers; "
+                     f"{overlap['shared_files']} of them are trial files"
+                     + (" (OVERLAPS the trials)" if overlap["overlaps"] else " (disjoint from the trials)"))
     parts.append("- target conditions: that condition's targets against all non-targets of the same corpora")
     for scoring, groups in results["metrics"].items():
         parts += ["", f"## {scoring} scores", "", markdown_table(groups)]

@@ -8,8 +8,11 @@
 
 Each input is a path, a (samples,) array at the model's rate (16 kHz), or a dict
 `{"array": ..., "sampling_rate": ...}` (resampled when needed, as `datasets` Audio gives).
-`same_speaker` is `score >= threshold`, the threshold being the call's `threshold=` or else
-`config.verification_threshold`; `None` when neither is set. Each input is embedded whole (no
+The decision: with the call's `threshold=`, `score >= threshold`; else, for a calibrated model
+(`config.calibration_scale`, cosine scores), `llr >= log((1 - p_target) / p_target)` with
+`llr = calibration_scale * score + calibration_offset` and `p_target=` defaulting to 0.5 (equal
+priors and costs), the result then also holding `"llr"` and `"p_target"`; else
+`config.verification_threshold` (older folders); `same_speaker` is `None` when none is set. Each input is embedded whole (no
 windowing; `eisv-embed` windows files of any length).
 
 An input with less than `min_speech_s` seconds of active signal (default 0.3 s; the rule of
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
+from .calibration import DEFAULT_P_TARGET, bayes_threshold
 from .speech_activity import MIN_SPEECH_S, check_speech
 
 
@@ -78,9 +82,12 @@ class SpeakerVerificationPipeline(Pipeline):
             return super().__call__(audio_a, **kwargs)
         raise ValueError("speaker-verification needs two recordings: pipe(a, b) or pipe([(a, b), ...])")
 
-    def _sanitize_parameters(self, threshold=None, min_speech_s=None, **kwargs):
+    def _sanitize_parameters(self, threshold=None, min_speech_s=None, p_target=None, **kwargs):
         preprocess = {} if min_speech_s is None else {"min_speech_s": float(min_speech_s)}
-        return preprocess, {}, {"threshold": threshold}
+        post = {"threshold": threshold}
+        if p_target is not None:
+            post["p_target"] = float(p_target)
+        return preprocess, {}, post
 
     def preprocess(self, pair, min_speech_s=MIN_SPEECH_S):
         rate = self.feature_extractor.sampling_rate
@@ -95,9 +102,17 @@ class SpeakerVerificationPipeline(Pipeline):
     def _forward(self, model_inputs):
         return {"embeddings": self.model(**model_inputs).embeddings}
 
-    def postprocess(self, model_outputs, threshold=None):
+    def postprocess(self, model_outputs, threshold=None, p_target=DEFAULT_P_TARGET):
         embeddings = torch.nn.functional.normalize(model_outputs["embeddings"].float(), dim=-1)
         score = float((embeddings[0] * embeddings[1]).sum())
+        config = self.model.config
+        calibrated = (getattr(config, "calibration_scale", None) is not None
+                      and getattr(config, "calibration_scores", "cosine") == "cosine")
+        if threshold is None and calibrated:
+            llr = config.calibration_scale * score + config.calibration_offset
+            cut = bayes_threshold(p_target)
+            return {"score": score, "same_speaker": bool(llr >= cut), "llr": llr, "p_target": p_target,
+                    "threshold": (cut - config.calibration_offset) / config.calibration_scale}
         if threshold is None:
             threshold = getattr(self.model.config, "verification_threshold", None)
         same = None if threshold is None else bool(score >= float(threshold))

@@ -57,7 +57,7 @@ def test_writes_every_output(evaluated):
         assert (evaluated / name).stat().st_size > 0, name
     results = json.loads((evaluated / "results.json").read_text())
     assert results["format"] == "eisv-eval/1" and results["scoring"] == "cosine"
-    assert set(results["summary"]) == {"eer", "eer_threshold", "min_dcf_0.01", "min_dcf_0.05"}
+    assert set(results["summary"]) == {"eer", "eer_threshold", "min_dcf_0.01", "min_dcf_0.05", "min_cllr"}
     assert "| all |" in (evaluated / "results.md").read_text()
 
 

@@ -19,7 +19,8 @@ def test_json_decision_follows_the_threshold(shared_data, model_dir, capsys):
     a, b = some_clips(shared_data, 4)[:2]
     assert main(["--model", str(model_dir), str(a), str(b), "--json", "--threshold", "-1"]) == EXIT_SAME
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"score", "threshold", "same_speaker", "decision", "model", "files"}
+    assert set(result) == {"score", "scoring", "llr", "p_target", "threshold", "decided_by", "same_speaker", "decision",
+                           "model", "files", "cohort"}
     assert result["same_speaker"] is True and result["decision"] == "same" and -1 <= result["score"] <= 1
     assert main(["--model", str(model_dir), str(a), str(b), "--json", "--threshold", "1.01"]) == EXIT_DIFFERENT
     again = json.loads(capsys.readouterr().out)

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from modeling_eisv import EISVConfig
+from modeling_eisv.calibration import (actual_dcf, apply_calibration, bayes_threshold, cllr,
+                                       fit_linear_calibration, min_cllr)
+
+
+def gaussian_trials(n=4000, seed=0):
+    """Target scores N(0.7, 0.1), non-targets N(0.3, 0.1): the true LLR is linear, 40 * s - 20."""
+    rng = np.random.default_rng(seed)
+    scores = np.concatenate([rng.normal(0.7, 0.1, n), rng.normal(0.3, 0.1, n)])
+    labels = np.concatenate([np.ones(n, int), np.zeros(n, int)])
+    return scores, labels
+
+
+def test_the_fit_recovers_the_true_llr_and_improves_cllr():
+    scores, labels = gaussian_trials()
+    scale, offset = fit_linear_calibration(scores, labels)
+    assert scale == pytest.approx(40, rel=0.1) and offset == pytest.approx(-20, rel=0.1)
+    llr = apply_calibration(scores, scale, offset)
+    assert cllr(llr, labels) == pytest.approx(min_cllr(scores, labels), abs=0.02)
+    assert cllr(scores, labels) > cllr(llr, labels)  # raw cosines are no LLRs
+    assert min_cllr(scores, labels) <= cllr(llr, labels)
+
+
+def test_the_fit_does_not_depend_on_the_class_balance():
+    scores, labels = gaussian_trials()
+    keep = np.r_[np.arange(4000), 4000 + np.arange(1000)]  # 4 targets per non-target
+    balanced = fit_linear_calibration(scores, labels)
+    skewed = fit_linear_calibration(scores[keep], labels[keep])
+    assert skewed == pytest.approx(balanced, rel=0.15, abs=0.5)
+
+
+def test_decision_threshold_follows_the_prior():
+    assert bayes_threshold(0.5) == 0.0
+    assert bayes_threshold(0.01) == pytest.approx(np.log(99))
+    scores, labels = gaussian_trials()
+    llr = apply_calibration(scores, *fit_linear_calibration(scores, labels))
+    assert actual_dcf(llr, labels, 0.01) < 1.0
+
+
+def test_scores_that_rank_the_wrong_way_are_refused():
+    scores, labels = gaussian_trials()
+    with pytest.raises(ValueError, match="non-positive scale"):
+        fit_linear_calibration(-scores, labels)
+
+
+def test_config_fields_are_checked_together():
+    with pytest.raises(ValueError, match="together"):
+        EISVConfig(calibration_scale=2.0)
+    with pytest.raises(ValueError, match="calibration_scores"):
+        EISVConfig(calibration_scale=2.0, calibration_offset=0.0, calibration_scores="plda")
+    assert not EISVConfig().is_calibrated
