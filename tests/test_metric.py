@@ -1,11 +1,13 @@
-"""metrics/speaker_verification: loads offline with evaluate.load, hand-worked cases, agrees with scoring.py."""
+"""metrics/speaker_verification: loads offline with evaluate.load, hand-worked cases, stands alone, and gives
+numbers identical to modeling_eisv.scoring (its copy of the same definitions)."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from modeling_eisv.scoring import compute_eer, compute_min_dcf
+from modeling_eisv.scoring import compute_eer, compute_min_dcf, error_rates
 
 evaluate = pytest.importorskip("evaluate")
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "speaker_verification"
@@ -42,14 +44,29 @@ def test_nan_is_an_error(metric):
         metric.compute(predictions=[0.1, float("nan")], references=[0, 1])
 
 
+def test_metric_script_imports_only_numpy_datasets_evaluate():
+    """Why the metric keeps its own copy: evaluate.load treats each import of the script as a pip dependency."""
+    from evaluate.loading import get_imports
+
+    imports = get_imports(str(METRIC_DIR / "speaker_verification.py"))
+    assert {(kind, name) for kind, name, _, _ in imports} == {("library", "datasets"), ("library", "evaluate"),
+                                                              ("library", "numpy")}
+
+
 @pytest.mark.parametrize("seed", range(3))
-def test_agrees_with_modeling_eisv_scoring(metric, seed):
+@pytest.mark.parametrize("decimals", [2, None], ids=["ties", "no-ties"])
+def test_agrees_with_modeling_eisv_scoring(metric, seed, decimals):
+    """Identical numbers (==, not approx) to modeling_eisv.scoring on random scores, curve included."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, 400)
-    scores = np.round(rng.normal(labels * 0.8, 1.0), 2)
-    for p_target in (0.01, 0.05):
-        result = metric.compute(predictions=scores, references=labels, p_target=p_target)
-        eer, threshold = compute_eer(scores, labels)
-        assert result["eer"] == pytest.approx(eer, abs=1e-9)
-        assert result["eer_threshold"] == pytest.approx(threshold, abs=1e-9)
-        assert result["min_dcf"] == pytest.approx(compute_min_dcf(scores, labels, p_target)[0], abs=1e-9)
+    scores = rng.normal(labels * 0.8, 1.0)
+    if decimals is not None:
+        scores = np.round(scores, decimals)
+    module = sys.modules[type(metric).__module__]  # the script as evaluate imported it
+    for ours, theirs in zip(module.error_rates(scores, labels), error_rates(scores, labels)):
+        np.testing.assert_array_equal(ours, theirs)
+    for p_target, c_miss, c_fa in ((0.01, 1.0, 1.0), (0.05, 1.0, 1.0), (0.5, 1.0, 1.0), (0.01, 10.0, 1.0)):
+        result = metric.compute(predictions=scores, references=labels, p_target=p_target, c_miss=c_miss, c_fa=c_fa)
+        assert (result["eer"], result["eer_threshold"]) == compute_eer(scores, labels)
+        assert (result["min_dcf"], result["min_dcf_threshold"]) == compute_min_dcf(scores, labels, p_target,
+                                                                                   c_miss, c_fa)
