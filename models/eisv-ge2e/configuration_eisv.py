@@ -1,10 +1,14 @@
 """Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM) and their training losses."""
 
+import math
+
 from transformers import PretrainedConfig
 
 ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm")
 FRONTENDS = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
 ECAPA_PADDING_MODES = ("zeros", "reflect")
+CALIBRATION_SCORES = ("cosine", "as_norm")
+EMBEDDING_TRANSFORMS = (None, "affine")
 # Which input frontend each encoder is built for: the GE2E weights expect 40 power-mel bands.
 DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel"}
 
@@ -75,7 +79,28 @@ class EISVConfig(PretrainedConfig):
             batch marks. 0 disables it (the paper's baseline).
         verification_threshold (`float`, *optional*):
             Cosine-score threshold for an accept decision, set by training at the dev-set EER
-            point. `None` when the model was never calibrated.
+            point. `None` when the model was never calibrated. Used for decisions only when the
+            model has no `calibration_scale` (old folders keep working).
+        calibration_scale (`float`, *optional*), calibration_offset (`float`, *optional*):
+            Score calibration `llr = calibration_scale * score + calibration_offset` (natural-log
+            likelihood ratio), fitted by `eisv-calibrate` (`modeling_eisv.calibration`) on labelled
+            trials disjoint from any test list. With it, `eisv-verify` and the pipeline report the
+            LLR and accept when `llr >= log((1 - p_target) / p_target)` (default `p_target` 0.5:
+            equal priors and costs). Both `None` (the default) or both set, scale > 0.
+        calibration_scores (`str`, *optional*, defaults to `"cosine"`):
+            Which scores the calibration was fitted on: `"cosine"` or `"as_norm"` (AS-norm against
+            the folder's `cohort.safetensors`); it is applied only to scores of that kind.
+        calibration_source (`str`, *optional*):
+            Free text: the trials the calibration was fitted on (file, trial counts).
+        embedding_transform (`str`, *optional*):
+            `None` (the default: embeddings as the encoder gives them) or `"affine"`: the model holds
+            buffers `embedding_transform.mean` (embedding_size,) and `embedding_transform.matrix`
+            (embedding_size, embedding_size) and returns `(e / |e| - mean) @ matrix.T` for encoder
+            output `e` (callers L2-normalise after it). `eisv-adapt` fits them: the mean of a
+            domain's unlabeled embeddings (centring), optionally a whitening, and optionally an
+            emotion nuisance-attribute projection (`modeling_eisv.embedding_transform`).
+        embedding_transform_info (`dict`, *optional*):
+            What the transform was fitted on (kind, files, speakers, emotion directions), for the record.
     """
 
     model_type = "eisv"
@@ -106,6 +131,12 @@ class EISVConfig(PretrainedConfig):
         aam_scale=30.0,
         erl_weight=0.0,
         verification_threshold=None,
+        calibration_scale=None,
+        calibration_offset=None,
+        calibration_scores="cosine",
+        calibration_source=None,
+        embedding_transform=None,
+        embedding_transform_info=None,
         **kwargs,
     ):
         self.encoder_type = encoder_type
@@ -132,6 +163,12 @@ class EISVConfig(PretrainedConfig):
         self.aam_scale = aam_scale
         self.erl_weight = erl_weight
         self.verification_threshold = verification_threshold
+        self.calibration_scale = calibration_scale
+        self.calibration_offset = calibration_offset
+        self.calibration_scores = calibration_scores
+        self.calibration_source = calibration_source
+        self.embedding_transform = embedding_transform
+        self.embedding_transform_info = embedding_transform_info
         super().__init__(**kwargs)
         self._validate()
 
@@ -183,6 +220,22 @@ class EISVConfig(PretrainedConfig):
             fail("aam_scale", "must be positive")
         if self.erl_weight < 0:
             fail("erl_weight", "must be >= 0")
+        if (self.calibration_scale is None) != (self.calibration_offset is None):
+            fail("calibration_scale", "calibration_scale and calibration_offset are set together or not at all")
+        if self.calibration_scale is not None:
+            if not (math.isfinite(self.calibration_scale) and self.calibration_scale > 0):
+                fail("calibration_scale", "must be a finite number > 0 (higher score = more likely the same speaker)")
+            if not math.isfinite(self.calibration_offset):
+                fail("calibration_offset", "must be a finite number")
+        if self.calibration_scores not in CALIBRATION_SCORES:
+            fail("calibration_scores", f"choose one of {CALIBRATION_SCORES}")
+        if self.embedding_transform not in EMBEDDING_TRANSFORMS:
+            fail("embedding_transform", f"choose one of {EMBEDDING_TRANSFORMS}")
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether `calibration_scale` / `calibration_offset` are set."""
+        return getattr(self, "calibration_scale", None) is not None
 
     @property
     def hop_length(self) -> int:

@@ -7,6 +7,11 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
+from transformers.utils import logging
+
+from .voice_activity import trim_long_silences as vad_trim
+
+logger = logging.get_logger(__name__)
 
 # Waveforms with a channel axis of at most this many entries are treated as multi-channel audio.
 _MAX_CHANNELS = 8
@@ -42,7 +47,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     - `"ge2e_mel"` (GE2E LSTM): what `resemblyzer` computes with librosa: centred 25 ms Hann frames
       (`1 + samples // 160` frames), 400-point FFT, Slaney mel filters, power, no log. Quiet
       audio is first raised to -30 dBFS (`min_level_dbfs`), as resemblyzer's `preprocess_wav` does;
-      its voice-activity trimming of long silences is not applied.
+      its voice-activity trimming of long silences is applied with `trim_long_silences=True`.
     - `"speechbrain_fbank"` (ECAPA-TDNN converted from SpeechBrain): SpeechBrain's `Fbank()` then
       `InputNormalization(norm_type="sentence", std_norm=False)`, as `spkrec-ecapa-voxceleb` uses
       them: centred 25 ms periodic Hamming frames zero-padded at the ends (`1 + samples // 160`
@@ -66,12 +71,20 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             to full scale) are amplified to it; louder ones are left alone. Defaults to -30 for
             `ge2e_mel` (whose power features depend on level) and to None (off) for the fbank
             frontends (whose mean normalisation removes level).
+        trim_long_silences (`bool`, defaults to False): before features, remove pauses longer than
+            ~180 ms with WebRTC's voice-activity detector, as resemblyzer's `preprocess_wav` does
+            (`modeling_eisv.voice_activity`; needs `pip install webrtcvad-wheels`). Applied to every
+            waveform `__call__` gets (so the tools' windows and the pipeline's inputs too), after
+            the `min_level_dbfs` gain; `extract` (batched tensors, used by the training collator)
+            does not apply it. A waveform in which the detector keeps less than 0.3 s is left
+            untrimmed, with a warning: never an empty clip.
+        vad_aggressiveness (`int`, defaults to 3): WebRTC VAD mode, 0 (keeps most) to 3 (resemblyzer's).
     """
 
     model_input_names = ["input_features", "attention_mask"]
 
     def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0,
-                 min_level_dbfs="default", **kwargs):
+                 min_level_dbfs="default", trim_long_silences=False, vad_aggressiveness=3, **kwargs):
         if feature_type not in FEATURE_TYPES:
             raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose one of {FEATURE_TYPES}")
         if feature_size is None:
@@ -82,6 +95,12 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         if min_level_dbfs == "default":
             min_level_dbfs = -30.0 if feature_type == "ge2e_mel" else None
         self.min_level_dbfs = min_level_dbfs
+        if vad_aggressiveness not in (0, 1, 2, 3):
+            raise ValueError(f"EISVFeatureExtractor: vad_aggressiveness={vad_aggressiveness!r}; choose 0, 1, 2 or 3")
+        if trim_long_silences and sampling_rate not in (8000, 16000, 32000, 48000):
+            raise ValueError(f"EISVFeatureExtractor: trim_long_silences needs 8, 16, 32 or 48 kHz; got {sampling_rate}")
+        self.trim_long_silences = bool(trim_long_silences)
+        self.vad_aggressiveness = int(vad_aggressiveness)
         self.win_length = int(round(0.025 * sampling_rate))  # 400 samples
         self.hop_length = sampling_rate // 100  # 160 samples
         self.center = feature_type in ("ge2e_mel", "speechbrain_fbank")
@@ -191,6 +210,19 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
                 f"Resample first, e.g. torchaudio.functional.resample(waveform, {sampling_rate}, {self.sampling_rate}) "
                 f"or datasets' dataset.cast_column('audio', Audio(sampling_rate={self.sampling_rate})).")
 
+    def _trim(self, array: np.ndarray, index: int) -> np.ndarray:
+        """The `min_level_dbfs` gain, then the voice-activity trim (resemblyzer's order)."""
+        if self.min_level_dbfs is not None:
+            rms = max(float(np.sqrt(np.mean(np.square(array, dtype=np.float64)))), 1e-10)
+            array = (array * max(1.0, 10 ** (self.min_level_dbfs / 20) / rms)).astype(np.float32)
+        kept, trimmed = vad_trim(array, self.sampling_rate, self.vad_aggressiveness)
+        if not trimmed:
+            logger.warning(f"EISVFeatureExtractor: input {index} ({array.size / self.sampling_rate:.2f} s): the "
+                           f"voice-activity detector found less than 0.3 s of speech; embedding it untrimmed")
+        if kept.size < self.min_samples:
+            return array
+        return np.ascontiguousarray(kept)
+
     # -- features -------------------------------------------------------------------------------
 
     def extract(self, waveforms: torch.Tensor, num_samples: torch.Tensor):
@@ -256,6 +288,8 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         if not items:
             raise ValueError("EISVFeatureExtractor: the batch is empty")
         arrays = [self._to_mono_float(item, i) for i, item in enumerate(items)]
+        if self.trim_long_silences:
+            arrays = [self._trim(array, i) for i, array in enumerate(arrays)]
         num_samples = torch.tensor([a.size for a in arrays])
         waveforms = torch.zeros(len(arrays), int(num_samples.max()))
         for row, array in enumerate(arrays):

@@ -15,6 +15,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_eisv import EISVConfig
 from .ecapa_tdnn import ECAPATDNNEncoder
+from .embedding_transform import EmbeddingTransform
 from .ge2e_lstm import GE2ELSTMEncoder
 from .losses import AAMSoftmaxHead, erl_loss
 
@@ -79,6 +80,9 @@ class EISVPreTrainedModel(PreTrainedModel):
                     init.zeros_(param)
         elif isinstance(module, AAMSoftmaxHead):
             init.xavier_normal_(module.weight)
+        elif isinstance(module, EmbeddingTransform):  # the identity until fitted
+            init.zeros_(module.mean)
+            init.copy_(module.matrix, torch.eye(module.matrix.shape[0]))
         else:
             super()._init_weights(module)
 
@@ -97,7 +101,12 @@ class EISVPreTrainedModel(PreTrainedModel):
 
 
 class EISVModel(EISVPreTrainedModel):
-    """Speaker encoder: `input_features` (batch, frames, mel) + `attention_mask` -> `embeddings`."""
+    """Speaker encoder: `input_features` (batch, frames, mel) + `attention_mask` -> `embeddings`.
+
+    With `config.embedding_transform == "affine"` the encoder output goes through an
+    `EmbeddingTransform` (domain centring / whitening / emotion NAP, buffers in the weights file)
+    before it is returned; callers L2-normalise the result. Without it, the encoder output as is.
+    """
 
     # A checkpoint of EISVForSpeakerVerification also holds the training head; the encoder ignores it.
     _keys_to_ignore_on_load_unexpected = [r"^aam\."]
@@ -105,6 +114,10 @@ class EISVModel(EISVPreTrainedModel):
     def __init__(self, config: EISVConfig):
         super().__init__(config)
         self.encoder = ENCODERS[config.encoder_type](config)
+        if getattr(config, "embedding_transform", None) == "affine":
+            self.embedding_transform = EmbeddingTransform(config.embedding_size)
+        else:
+            self.embedding_transform = None
         self.post_init()
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor = None, **kwargs) -> EISVModelOutput:
@@ -120,7 +133,10 @@ class EISVModel(EISVPreTrainedModel):
             attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
         if bool((attention_mask.sum(-1) == 0).any()):
             raise ValueError("attention_mask has a row with no real frame; every utterance needs audio")
-        return EISVModelOutput(embeddings=self.encoder(input_features, attention_mask))
+        embeddings = self.encoder(input_features, attention_mask)
+        if self.embedding_transform is not None:
+            embeddings = self.embedding_transform(embeddings)
+        return EISVModelOutput(embeddings=embeddings)
 
 
 class EISVForSpeakerVerification(EISVPreTrainedModel):
