@@ -290,7 +290,8 @@ draws = [random.random(), float(np.random.rand()), torch.rand(2).tolist()]
 random.seed(99); np.random.seed(99); torch.manual_seed(99)
 progress, _ = load_checkpoint(accelerator, latest_checkpoint(sys.argv[1]), model, optimizer)
 assert [random.random(), float(np.random.rand()), torch.rand(2).tolist()] == draws, rank
-print(f"rank {rank} step {progress['global_step']} draws {draws}")
+# a file per rank, not stdout: two processes printing into one pipe can interleave under load
+open(f"{sys.argv[1]}.rank{rank}.txt", "w").write(f"rank {rank} step {progress['global_step']} draws {draws}\n")
 accelerator.wait_for_everyone()
 accelerator.end_training()
 """
@@ -307,7 +308,7 @@ def test_two_processes_over_gloo_save_and_restore_their_own_generators(tmp_path)
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr[-5000:]
-    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
+    lines = sorted((tmp_path / f"checkpoints.rank{rank}.txt").read_text().strip() for rank in (0, 1))
     assert len(lines) == 2 and lines[0].split("draws")[1] != lines[1].split("draws")[1]
     folder = tmp_path / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["step_2"]
