@@ -291,7 +291,7 @@ random.seed(99); np.random.seed(99); torch.manual_seed(99)
 progress, _ = load_checkpoint(accelerator, latest_checkpoint(sys.argv[1]), model, optimizer)
 assert [random.random(), float(np.random.rand()), torch.rand(2).tolist()] == draws, rank
 # a file per rank, not stdout: two processes printing into one pipe can interleave under load
-open(f"{sys.argv[1]}.rank{rank}.txt", "w").write(f"rank {rank} step {progress['global_step']} draws {draws}\n")
+open(f"{sys.argv[1]}.rank{rank}.txt", "w").write(f"rank {rank} step {progress['global_step']} draws {draws}")
 accelerator.wait_for_everyone()
 accelerator.end_training()
 """
