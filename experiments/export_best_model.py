@@ -57,6 +57,11 @@ def main(argv=None):
     parser.add_argument("--output", default="results/generalisation", help="what experiments.generalisation wrote")
     parser.add_argument("--model_dir", default=None, help="the candidate's model folder (default OUTPUT/runs/<id>/model)")
     parser.add_argument("--target", default="models/eisv-ge2e")
+    parser.add_argument("--calibration_trials", default=str(Path("results/decisions/calibration_trials.csv")),
+                        help="labelled trials over training speakers (never a test list) to fit the score "
+                             "calibration on, as eisv-calibrate does; 'none' to ship uncalibrated")
+    parser.add_argument("--calibration_root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                        help="folder the calibration trials' paths are relative to")
     args = parser.parse_args(argv)
     output, target = Path(args.output), Path(args.target)
     start = json.loads((output / "json" / "ge2e-start.json").read_text())
@@ -87,6 +92,12 @@ def main(argv=None):
             model.config.verification_threshold = float(start["test"]["overall"]["eer_threshold"])
             shutil.rmtree(staging / "converted")
             results = results + candidate_results
+        if args.calibration_trials != "none":
+            from eisv_tools.calibrate import calibrate
+
+            fitted = calibrate(model.eval(), extractor, args.calibration_trials, args.calibration_root)
+            print(f"export_best_model: calibration LLR = {fitted['scale']:.4f} * cosine + {fitted['offset']:.4f} "
+                  f"({fitted['source']})")
         model.save_pretrained(staging)
         extractor.save_pretrained(staging)
         decision = ("This is the fine-tune: it passed every check against its starting encoder" if ships_candidate else
@@ -106,7 +117,9 @@ def main(argv=None):
                 "results": results,
                 "commands": ["python -m experiments.generalisation --output results/generalisation --stage protect",
                              "python -m experiments.generalisation --output results/generalisation --stage start",
-                             f"python -m experiments.export_best_model --output {output} --target {target}"]}
+                             "python -m experiments.decisions  # writes results/decisions/calibration_trials.csv",
+                             f"python -m experiments.export_best_model --output {output} --target {target} "
+                             f"--calibration_trials {args.calibration_trials} --calibration_root ../shared/data"]}
         if not ships_candidate:
             info["license"] = "apache-2.0"
         write_model_card(staging, info)

@@ -404,7 +404,15 @@ def _summary(info: dict) -> str:
 
 
 def _threshold_note(info: dict) -> str:
-    threshold = info["config"].get("verification_threshold")
+    config = info["config"]
+    if config.get("calibration_scale") is not None:
+        return (f"The config carries a score calibration, LLR = {_cell(config['calibration_scale'])} · score "
+                f"{'+' if config['calibration_offset'] >= 0 else '−'} {_cell(abs(config['calibration_offset']))} "
+                f"({config.get('calibration_scores') or 'cosine'} scores; fitted on {config.get('calibration_source')}): "
+                "`eisv-verify` and the pipeline report the LLR and accept at LLR ≥ log((1 − p)/p), `--p-target` "
+                "default 0.5. Fitted on other corpora than yours, it is a starting point: recalibrate with "
+                "`eisv-calibrate` on labelled trials of your domain.")
+    threshold = config.get("verification_threshold")
     if threshold is None:
         return ("The saved config has no `verification_threshold`: pass `--threshold` to `eisv-verify`, "
                 "chosen on trials of your own domain.")
@@ -495,10 +503,13 @@ def _results_section(info: dict) -> str:
 
 
 def _limitations(info: dict) -> str:
+    calibrated = info["config"].get("calibration_scale") is not None
     items = [
         "Emotional speech corpora like the ones above are acted and small; spontaneous emotion, other "
         "languages, recording channels and noise may behave differently from the numbers reported here.",
-        "Scores are not calibrated probabilities; a decision threshold must be set on data of the target domain.",
+        ("The calibration was fitted on the corpora named above; on other domains its LLRs can be off, so "
+         "recalibrate on data of the target domain." if calibrated else
+         "Scores are not calibrated probabilities; a decision threshold must be set on data of the target domain."),
         "Speaker verification can be misused for surveillance or to identify people without consent; "
         "do not use it for forensic or high-stakes decisions.",
     ]
