@@ -261,6 +261,17 @@ def evaluate_pretrained(ge2e_init, shared_data, output, device):
                         "test": results["test"], "stats": {}})
 
 
+def converted_ge2e(output: Path, ge2e_init=None) -> str:
+    """The converted GE2E folder the runs start from: `ge2e_init`, or OUTPUT/ge2e-resemblyzer (converted once)."""
+    if ge2e_init is None:
+        ge2e_init = str(output / "ge2e-resemblyzer")
+        if not Path(ge2e_init, "config.json").exists():
+            from modeling_eisv.convert_resemblyzer import convert
+
+            convert(ge2e_init)
+    return str(Path(ge2e_init).resolve())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="results/ablation", help="where json/, runs/ and chosen.json go")
@@ -282,13 +293,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     output = Path(args.output).resolve()
     (output / "json").mkdir(parents=True, exist_ok=True)
-    if args.ge2e_init is None:
-        args.ge2e_init = str(output / "ge2e-resemblyzer")
-        if not Path(args.ge2e_init, "config.json").exists():
-            from modeling_eisv.convert_resemblyzer import convert
-
-            convert(args.ge2e_init)
-    args.ge2e_init = str(Path(args.ge2e_init).resolve())
+    args.ge2e_init = converted_ge2e(output, args.ge2e_init)
     import torch
 
     num_gpus = torch.cuda.device_count()

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import write_text_atomic
-from experiments.ablation import ROWS, Run, Scheduler, row_args
+from experiments.ablation import ROWS, Run, Scheduler, converted_ge2e, row_args
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATION_SPEAKERS = 12
@@ -147,12 +147,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     output = Path(args.output).resolve()
     (output / "json").mkdir(parents=True, exist_ok=True)
-    if args.ge2e_init is None:
-        args.ge2e_init = str(output / "ge2e-resemblyzer")
-        if not Path(args.ge2e_init, "config.json").exists():
-            from modeling_eisv.convert_resemblyzer import convert
-
-            convert(args.ge2e_init)
+    args.ge2e_init = converted_ge2e(output, args.ge2e_init)
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,47 @@
+"""experiments/generalisation.py, render_generalisation.py and export_best_model.py on the committed results."""
+
+import json
+from pathlib import Path
+
+from experiments import export_best_model, generalisation, render_generalisation
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "generalisation"
+
+
+def test_every_protection_is_queued_with_three_seeds_and_the_rows_reuse_row_4():
+    settings = {"learning_rate": 2e-4, "erl_weight": 1.0, "em_ratio": 0.1, "copypaste_prob": 0.5}
+    protect = generalisation.protect_runs(settings, [0, 1, 2])
+    assert len(protect) == 3 * len(generalisation.PROTECTIONS)
+    rows = generalisation.row_runs(settings, "lpft-kd-same-10", [0, 1, 2])
+    assert {r.row for r in rows} == {1, 2, 3, 4, 5}
+    assert [r.id for r in rows if r.row == 4] == [f"ge2e-protect-lpft-kd-same-10-seed{s}" for s in (0, 1, 2)]
+    assert all("--kd_weight" in r.extra for r in rows)  # every row carries the protection
+    fragile = generalisation.fragility_runs(settings)
+    assert sorted({r.extra[1] for r in fragile}) == ["bf16", "no"] and all("--no_test_on_trials" in r.extra for r in fragile)
+
+
+def test_the_protection_is_chosen_on_validation_scores_only():
+    chosen = generalisation.choose_protection(RESULTS, [0, 1, 2])
+    assert chosen == json.loads((RESULTS / "chosen.json").read_text())
+    best = min(chosen["mean_selection_score"].items(), key=lambda kv: kv[1])
+    assert chosen["protection"] == best[0]
+
+
+def test_the_tables_come_from_the_json():
+    text = render_generalisation.render(RESULTS)
+    start = json.loads((RESULTS / "json" / "ge2e-start.json").read_text())
+    assert f"| {start['test']['overall']['eer']:.2f} |" in text
+    assert "lpft-kd-same-10 (chosen)" in text and "| bf16 | 10 |" in text and "| float32 | 0 |" in text
+
+
+def test_a_fine_tune_ships_only_when_it_passes_every_check():
+    start = json.loads((RESULTS / "json" / "ge2e-start.json").read_text())
+    candidate = export_best_model.pick_candidate(RESULTS)
+    checks = export_best_model.checks(candidate, start)
+    assert not all(checks.values())  # the committed results: the start ships (models/eisv-ge2e)
+    better = json.loads(json.dumps(candidate))
+    for group in [better["test"]["overall"], better["test"]["by_corpus"]["emodb"],
+                  *better["test"]["by_condition"].values()]:
+        group["eer"] = 0.0
+    better["validation"]["results"]["neutral_trials"]["overall"]["eer"] = 0.0
+    assert all(export_best_model.checks(better, start).values())
