@@ -104,7 +104,11 @@ def row_args(row, settings):
 
 
 def common_args(encoder, shared_data, workers):
+    """The ablation's setting of 2026-11-27: the epoch picked on the validation speakers alone, no protection
+    against forgetting (train_eisv's defaults now add a neutral check, LP-FT and a teacher; see
+    experiments/generalisation.py for the runs with them). GE2E now trains in float32 where it ran in bf16."""
     return ["--protocol", "shared", "--shared_data", shared_data, "--validation_speakers", str(VALIDATION_SPEAKERS),
+            "--validation_trials", "none", "--kd_weight", "0", "--head_warmup_epochs", "0",
             "--speakers_per_batch", "32", "--utterances_per_speaker", "4", "--num_epochs", str(EPOCHS[encoder]),
             "--num_workers", str(workers), "--logging_steps", "5"]
 
@@ -156,14 +160,15 @@ def stability_runs(encoder, settings):
 def summarize(run, run_dir) -> dict:
     """The run's numbers: validation curve and best epoch, the selected model's test results, speed."""
     results = json.loads((run_dir / "model" / "training_results.json").read_text())
-    history = [h for h in results["history"] if h["results"]]
-    best_epoch = results["progress"]["best_epoch"]
-    best = next(h["results"] for h in history if h["epoch"] == best_epoch)
+    history = [c for c in results["state"]["history"] if c["alpha"] is None]
+    selected = next(c for c in history if c["name"] == results["selected"])
+    best_epoch, best = selected["epoch"], selected["results"]["validation_speakers"]
     return {"id": run.id, "encoder": run.encoder, "stage": run.stage, "row": run.row, "row_name": ROWS.get(run.row),
             "seed": run.seed, "settings": run.settings, "alternative": shlex.join(run.extra) or None,
             "command": "python train_eisv.py " + shlex.join(run.args),
             "validation": {"best_eer": best["overall"]["eer"], "best_epoch": best_epoch,
-                           "eer_by_epoch": [round(h["results"]["overall"]["eer"], 3) for h in history],
+                           "eer_by_epoch": [round(c["results"]["validation_speakers"]["overall"]["eer"], 3)
+                                            for c in history],
                            "results": best},
             "test": results.get("test_results"), "stats": results["stats"]}
 
