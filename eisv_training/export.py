@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from model_cards.generate import KNOWN_CORPORA, results_from_evaluation, write_model_card
+from model_cards import KNOWN_CORPORA, results_from_evaluation, write_model_card
 
 
 def export_model(network, feature_extractor, folder, results=None):

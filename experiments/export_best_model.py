@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from model_cards.generate import results_from_evaluation, write_model_card
+from model_cards import results_from_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
 EMOTIONAL_CONDITIONS = ("neutral_vs_emotional", "emotional_vs_emotional")
