@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from model_cards import KNOWN_CORPORA, results_from_evaluation, write_model_card
+from model_cards import KNOWN_CORPORA, CardContext, results_from_evaluation, write_model_card
 
 
 def export_model(network, feature_extractor, folder, results=None):
@@ -91,7 +91,9 @@ def inherited_datasets(init_from) -> list:
 
 def finalize_model_folder(best_folder, final, state, stats, argument_groups, num_speakers, num_parameters, indexed,
                           run_data, argv):
-    """Copy the selected candidate's model folder to `final` with a model card and `training_results.json`.
+    """Copy the selected candidate's model folder to `final` with a model card, `training_results.json`
+    and, beside it, the card's inputs as `card_context.json` (`model_cards.rerender_model_card` re-creates
+    the card from them).
 
     The card reports the selected model on the test list (with the starting model beside it) and on
     every selection list, each named for what it is."""
@@ -157,8 +159,7 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
         if model_args.init_from != "scratch":
             info.update(base_model_info(model_args.init_from))
             info["datasets"] = info["datasets"] + inherited_datasets(model_args.init_from)
-        info = {k: v for k, v in info.items() if v not in (None, [])}
-        write_model_card(staging, info)
+        write_model_card(staging, CardContext.from_dict(info), save_context=True)
         apply_umask(staging)
         replace_folder(staging, final)
     finally:

@@ -18,13 +18,15 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from model_cards import results_from_evaluation, write_model_card
+from model_cards import CardContext, Corpus, Evaluation, results_from_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
 EMOTIONAL_CONDITIONS = ("neutral_vs_emotional", "emotional_vs_emotional")
-START_DATA = [{"name": "LibriSpeech train-other-500, VoxCeleb 1 and 2 (resemblyzer's GE2E training data)",
-               "license": "Apache-2.0 (the resemblyzer package and its weights)",
-               "url": "https://github.com/resemble-ai/Resemblyzer"}]
+START_DATA = [Corpus(name="LibriSpeech train-other-500, VoxCeleb 1 and 2 (resemblyzer's GE2E training data)",
+                     license="Apache-2.0 (the resemblyzer package and its weights)",
+                     url="https://github.com/resemble-ai/Resemblyzer")]
+FINE_TUNE_DATA = [Corpus(name="ASED", license="research only (Retta et al., ACM TALLIP 2022)"),
+                  Corpus(name="RAVDESS actors 1-18", license="CC BY-NC-SA 4.0")]
 
 
 def pick_candidate(output: Path) -> dict:
@@ -47,7 +49,7 @@ def checks(candidate: dict, start: dict) -> dict:
     return out
 
 
-def card_result(results: dict, name: str) -> dict:
+def card_result(results: dict, name: str) -> Evaluation:
     return results_from_evaluation({"metrics": {"cosine": results}, "num_trials": results.get("num_trials"),
                                     "scoring": "cosine"}, name)
 
@@ -108,21 +110,17 @@ def main(argv=None):
             f"The candidate was {candidate['id']}, the seed with the best selection score of the protection chosen on "
             "validation data (README, \"Fine-tuning that does not forget\"). Its numbers are in the results below, "
             "beside the start's. The decision threshold is the start's dev EER point; scoring is cosine.")
-        info = {"model_name": target.name, "config": model.config.to_dict(),
-                "num_parameters": model.num_parameters(), "description": description,
-                "datasets": START_DATA if not ships_candidate else [
-                    {"name": "ASED", "license": "research only (Retta et al., ACM TALLIP 2022)"},
-                    {"name": "RAVDESS actors 1-18", "license": "CC BY-NC-SA 4.0"}],
-                "base_model_note": "GE2E encoder of the resemblyzer package (Apache-2.0)",
-                "results": results,
-                "commands": ["python -m experiments.generalisation --output results/generalisation --stage protect",
-                             "python -m experiments.generalisation --output results/generalisation --stage start",
-                             "python -m experiments.decisions  # writes results/decisions/calibration_trials.csv",
-                             f"python -m experiments.export_best_model --output {output} --target {target} "
-                             f"--calibration_trials {args.calibration_trials} --calibration_root ../shared/data"]}
-        if not ships_candidate:
-            info["license"] = "apache-2.0"
-        write_model_card(staging, info)
+        context = CardContext(
+            model_name=target.name, config=model.config.to_dict(), num_parameters=model.num_parameters(),
+            description=description, datasets=FINE_TUNE_DATA if ships_candidate else START_DATA,
+            base_model_note="GE2E encoder of the resemblyzer package (Apache-2.0)", results=results,
+            license=None if ships_candidate else "apache-2.0",
+            commands=["python -m experiments.generalisation --output results/generalisation --stage protect",
+                      "python -m experiments.generalisation --output results/generalisation --stage start",
+                      "python -m experiments.decisions  # writes results/decisions/calibration_trials.csv",
+                      f"python -m experiments.export_best_model --output {output} --target {target} "
+                      f"--calibration_trials {args.calibration_trials} --calibration_root ../shared/data"])
+        write_model_card(staging, context)
         apply_umask(staging)
         replace_folder(staging, target)
     finally:

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from model_cards import (ModelCardInfoError, corpus_defaults, render_model_card, results_from_evaluation,
-                         write_model_card)
+from model_cards import (CONTEXT_FILENAME, CardContext, Evaluation, ModelCardInfoError, corpus_defaults,
+                         render_model_card, rerender_model_card, results_from_evaluation, write_model_card)
 
 
 def _front_matter(text: str) -> dict:
@@ -177,3 +177,43 @@ def test_results_from_evaluation_output():
                       ("corpus: emodb", "eer"): 10.0, ("corpus: emodb", "min_dcf_0.01"): 0.9,
                       ("corpus: emodb", "min_dcf_0.05"): 0.7}
     assert "condition `same_emotion` | not evaluated" in text
+
+
+def test_front_matter_is_valid_hub_metadata():
+    text = render_model_card(_full_info())
+    card = ModelCard(text)  # huggingface_hub parses it into ModelCardData, model-index into EvalResults
+    assert str(card) == text  # and writes back exactly what was rendered
+    assert card.data.to_dict() == _front_matter(text)
+    assert card.data.license == "other" and card.data.datasets == ["ASED", "RAVDESS"]
+    assert card.data.language == ["am", "en"] and "eisv" in card.data.tags
+    assert len(card.data.eval_results) == 5  # 2 overall + 2 + 1 per condition (the None is left out)
+    assert {r.task_type for r in card.data.eval_results} == {"speaker-verification"}
+    info = _minimal_info()
+    info["base_model"] = "someone/eisv-ecapa-voxceleb"
+    assert ModelCard(render_model_card(info)).data.base_model == "someone/eisv-ecapa-voxceleb"
+
+
+def test_saved_context_re_renders_the_same_card(tmp_path):
+    info = _full_info()
+    path = write_model_card(tmp_path, info, save_context=True)
+    assert sorted(os.listdir(tmp_path)) == ["README.md", CONTEXT_FILENAME]
+    card = path.read_text(encoding="utf-8")
+    context = CardContext.load(tmp_path)
+    assert context == CardContext.from_dict(info)
+    assert isinstance(context.results[0], Evaluation) and context.datasets[0].name == "ASED"
+    path.unlink()
+    assert rerender_model_card(tmp_path).read_text(encoding="utf-8") == card
+    renamed = rerender_model_card(tmp_path, model_name="eisv-renamed", repo_id="someone/eisv-renamed")
+    text = renamed.read_text(encoding="utf-8")
+    assert ModelCard(text).data.model_name == "eisv-renamed" and "# eisv-renamed" in text
+    assert CardContext.load(tmp_path / CONTEXT_FILENAME).model_name == "eisv-renamed"
+
+
+def test_a_context_and_its_dict_give_the_same_card():
+    info = _full_info()
+    context = CardContext.from_dict(info)
+    assert render_model_card(context) == render_model_card(info) == render_model_card(context.to_dict())
+    with pytest.raises(ModelCardInfoError, match=r"\['datasets'\]\[1\]\['speakers'\]"):
+        CardContext.from_dict({**info, "datasets": [info["datasets"][0], {**info["datasets"][1], "speakers": "18"}]})
+    with pytest.raises(ModelCardInfoError, match=r"\['recipie'\]"):  # a misspelt field is named, not ignored
+        CardContext.from_dict({**info, "recipie": {}})
