@@ -9,13 +9,9 @@ optimizer and schedules, resume, the starting model scored as the first candidat
 candidates of each epoch scored on the selection lists, interpolations with the start, test, export, push.
 """
 
-import copy
 import errno
-import json
 import math
 import os
-import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -24,67 +20,20 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from data_collators import AudioStore, EISVCollator, SpeakerEmotionBatchSampler
+from data_collators import AudioStore
 from data_collators.indexing import BadRowError
 from eisv_tools.errors import ToolError
 from eisv_training.arguments import parse_arguments
-from eisv_training.checkpoints import CheckpointError, latest_checkpoint, load_checkpoint, restore_state_dict, save_checkpoint
+from eisv_training.candidates import CandidateJudge
+from eisv_training.checkpoints import save_checkpoint
 from eisv_training.data import load_training_data, resolve_defaults
-from eisv_training.distributed_evaluation import evaluate_during_training
-from eisv_training.export import export_model, finalize_model_folder, push_folder
+from eisv_training.export import finalize_model_folder, push_folder
 from eisv_training.forgetting import TeacherAnchor, parameter_groups
-from eisv_training.loader import EpochTaggedBatches, RowIndices
-from eisv_training.run_folder import check_output_dir, check_push_access, quiet_libraries, starting_encoder_type
+from eisv_training.interrupt import StopRequest
+from eisv_training.loader import EpochTaggedBatches, RowIndices, collator_and_sampler
+from eisv_training.run_folder import check_output_dir, check_push_access, quiet_libraries, resume_state
 from eisv_training.schedules import MarginSchedule, lr_multiplier
-from eisv_training.selection import interpolate_state, relative_changes, selection_score
-from eisv_training.training_state import Candidate, TrainingState
-from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVForSpeakerVerification
-
-
-def build_model(model_args, num_speakers, output_dir, accelerator):
-    """-> (EISVForSpeakerVerification with a fresh head for `num_speakers`, its feature extractor)."""
-    overrides = dict(num_speakers=num_speakers, aam_margin=model_args.aam_margin, aam_scale=model_args.aam_scale,
-                     erl_weight=model_args.erl_weight)
-    source = model_args.init_from
-    if source == "resemblyzer":
-        from modeling_eisv.convert_resemblyzer import convert
-
-        source = Path(output_dir) / "init-resemblyzer"
-        if accelerator.is_main_process:
-            convert(source)
-        accelerator.wait_for_everyone()
-    if source == "scratch":
-        config = EISVConfig(encoder_type=model_args.encoder_type, ecapa_channels=model_args.ecapa_channels,
-                            embedding_size=model_args.embedding_size, **overrides)
-        return EISVForSpeakerVerification(config), EISVFeatureExtractor(config.frontend)
-    model = EISVForSpeakerVerification.from_pretrained(source, **overrides)
-    try:
-        extractor = EISVFeatureExtractor.from_pretrained(source)
-    except OSError:
-        extractor = EISVFeatureExtractor(model.config.frontend)
-    return model, extractor
-
-
-class StopRequest:
-    """SIGINT / SIGTERM (Ctrl-C, or a scheduler's notice before it kills the job) set a flag that the loop
-    checks after each step, so it can save a resumable checkpoint and exit 130 instead of dying mid-write."""
-
-    def __init__(self):
-        self.signal = None
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, self._handle)
-
-    def _handle(self, number, frame):
-        if self.signal is not None:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.signal = number
-
-    def requested(self, accelerator) -> bool:
-        """True on every process when any process got a signal (one all-reduce per call with several)."""
-        if accelerator.num_processes == 1:
-            return self.signal is not None
-        flag = torch.tensor([float(self.signal is not None)], device=accelerator.device)
-        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+from eisv_training.starting_model import build_model, mixed_precision, starting_encoder_type
 
 
 def main(argv=None):
@@ -112,15 +61,11 @@ def train(argv=None):
     check_output_dir(output_dir, resume=args.resume, overwrite=args.overwrite_output_dir)
     if args.push_to_hub:
         check_push_access(args.hub_model_id, private=args.hub_private)
-    encoder_type = starting_encoder_type(model_args)
-    # GE2E runs in float32 even on a GPU: its LSTM is small (bf16 buys nothing, README Performance) and its
-    # fine-tunes skipped non-finite steps under bf16 (results/generalisation/json/*fragility*).
-    mixed_precision = args.mixed_precision if args.mixed_precision != "auto" else (
-        "bf16" if torch.cuda.is_available() and encoder_type != "ge2e_lstm" else "no")
+    precision = mixed_precision(args.mixed_precision, starting_encoder_type(model_args))
     # cpu=True without a GPU lets several launched processes (accelerate launch / torchrun) train on
     # CPUs together over gloo, instead of each running alone.
     accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps, cpu=not torch.cuda.is_available(),
-                              mixed_precision=mixed_precision, log_with="tensorboard", project_dir=str(output_dir))
+                              mixed_precision=precision, log_with="tensorboard", project_dir=str(output_dir))
     say = accelerator.print
     set_seed(args.seed)
     stop = StopRequest()
@@ -146,25 +91,7 @@ def train(argv=None):
     model, feature_extractor = build_model(model_args, num_speakers, output_dir, accelerator)
     if model_args.init_from != "scratch":
         say(f"Starting from {model_args.init_from}: its encoder, with a new AAM-softmax head for {num_speakers} speakers")
-    # On a GPU the data workers can leave the FFTs to the GPU (see EISVCollator); "auto" does so for the
-    # fbank frontend only (GE2E features stay in the workers, the configuration its results were made with).
-    on_gpu = accelerator.device.type == "cuda"
-    features_on_device = {"auto": on_gpu and feature_extractor.feature_type == "kaldi_fbank", "yes": True,
-                          "no": False}[args.features_on_device]
-    patterns = json.loads(recipe.copypaste_patterns) if recipe.copypaste_patterns else None
-    collator = EISVCollator(feature_extractor, store, crop_seconds=recipe.crop_seconds, copypaste=recipe.copypaste,
-                            copypaste_prob=recipe.copypaste_prob, pattern_probs=patterns,
-                            pair_without_copypaste=recipe.pair_without_copypaste, em_select=recipe.em_select,
-                            em_ratio=recipe.em_ratio, em_contiguous=recipe.em_contiguous, em_members=recipe.em_members,
-                            seed=args.seed, return_waveforms=features_on_device)
-    if args.speakers_per_batch is None:
-        args.speakers_per_batch = min(32, num_speakers // accelerator.num_processes)
-    sampler = SpeakerEmotionBatchSampler(store.speaker_ids, store.emotion_ids, args.speakers_per_batch,
-                                         args.utterances_per_speaker, seed=args.seed,
-                                         num_replicas=accelerator.num_processes, rank=accelerator.process_index)
-    if len(sampler) == 0:
-        raise SystemExit(f"train_eisv: no full batch of {args.speakers_per_batch} speakers per process; "
-                         f"lower --speakers_per_batch (the data has {num_speakers} speakers)")
+    collator, sampler = collator_and_sampler(store, feature_extractor, recipe, args, accelerator)
 
     # -- what keeps the fine-tune near its start: the start's weights, a teacher, layer rates -----------
     start_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith("aam.")}
@@ -191,67 +118,15 @@ def train(argv=None):
     model, optimizer = accelerator.prepare(model, optimizer)
     network = accelerator.unwrap_model(model)
 
-    # -- resume --------------------------------------------------------------------------------
-    state = TrainingState()
-    checkpoints_dir = output_dir / "checkpoints"
-    if args.resume:
-        checkpoint = latest_checkpoint(checkpoints_dir) if args.resume == "latest" else Path(args.resume)
-        if checkpoint is None or not checkpoint.is_dir():
-            raise SystemExit(f"train_eisv: --resume {args.resume}: no complete checkpoint in {checkpoints_dir}")
-        try:
-            progress, extra = load_checkpoint(accelerator, checkpoint, model, optimizer)
-            restore_state_dict(scheduler, extra.get("lr_scheduler"), "lr_scheduler")
-            restore_state_dict(margins, extra.get("margin_schedule"), "margin_schedule")
-        except CheckpointError as error:
-            raise SystemExit(f"train_eisv: --resume: {error}") from None
-        state = TrainingState.from_dict(progress)
-        say(f"Resumed from {checkpoint} (epoch {state.epoch}, step {state.global_step})")
-        if state.best and not (output_dir / "best_model").is_dir():  # resumed into another --output_dir
-            original = checkpoint.resolve().parent.parent / "best_model"
-            if not original.is_dir():
-                raise SystemExit(f"train_eisv: --resume {checkpoint}: the run's selected model ({state.best}) is not "
-                                 f"in {output_dir} nor in {original.parent}; resume in the run's own --output_dir")
-            if accelerator.is_main_process:
-                shutil.copytree(original, output_dir / "best_model")
-            accelerator.wait_for_everyone()
-
-    def evaluate(tag, lists, network_to_test=model) -> dict:
-        """{list name: results} of `network_to_test` on each trial list, one line per list."""
-        out = {}
-        for item in lists:
-            results = evaluate_during_training(accelerator, network_to_test, feature_extractor, item.path, item.root,
-                                               args.eval_batch_size, data.eval_max_trials, args.seed,
-                                               progress=sys.stderr.isatty())  # a bar on a terminal, not in logs
-            overall = results["overall"]
-            say(f"[{tag}] {item.name}: EER {overall['eer']:.2f}%  minDCF(0.01) {overall['min_dcf_0.01']:.4f}  "
-                f"({results['num_trials_scored']} trials)")
-            out[item.name] = results
-        return out
-
-    def consider(name, epoch, alpha=None):
-        """Score the network as it is now on the selection lists; export it when it beats the best so far."""
-        results = evaluate(name, run_data.selection)
-        start = state.start.results if state.start else results
-        score = selection_score(results, start, data.selection_eer_floor)
-        candidate = Candidate(name, epoch, state.global_step, results, score, alpha)
-        state.history.append(candidate)
-        changes = relative_changes(results, start, data.selection_eer_floor)
-        say(f"[{name}] selection score {score:+.3f} (" + ", ".join(f"{k} {v:+.1%}" for k, v in changes.items()) + ")")
-        best = state.best_candidate
-        if best is None or score < best.score:
-            state.best = name
-            if accelerator.is_main_process:
-                export_model(network, feature_extractor, output_dir / "best_model",
-                             results[run_data.selection[0].name])
-        accelerator.log({f"selection/{k}_eer": v["overall"]["eer"] for k, v in results.items()}
-                        | {"selection/score": score}, step=state.global_step)
-        return candidate
-
+    # -- resume, then the start scored as the first candidate ------------------------------------
+    state = resume_state(accelerator, args.resume, output_dir, model, optimizer,
+                         {"lr_scheduler": scheduler, "margin_schedule": margins})
+    judge = CandidateJudge(accelerator, model, network, feature_extractor, run_data, state, output_dir, data, args)
     hparams = {k: v for group in (data, model_args, recipe, args) for k, v in vars(group).items()
                if isinstance(v, (int, float, str, bool))}
     accelerator.init_trackers("eisv", config=hparams)
     if not state.history:
-        consider("start", 0)
+        judge.consider("start", 0)
 
     # -- train ---------------------------------------------------------------------------------
     # One loader over every remaining epoch (see EpochTaggedBatches); a resume starts it mid-epoch.
@@ -266,6 +141,8 @@ def train(argv=None):
     clock, first_step = time.perf_counter(), state.global_step
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+
+    checkpoints_dir = output_dir / "checkpoints"
 
     def checkpoint():
         save_checkpoint(accelerator, checkpoints_dir, state.global_step, model, optimizer, state.to_dict(),
@@ -345,43 +222,25 @@ def train(argv=None):
                 accelerator.end_training()
                 return 130
         state.epoch, state.batches_done = epoch + 1, 0
-        consider(f"epoch {epoch + 1}", epoch + 1)
+        judge.consider(f"epoch {epoch + 1}", epoch + 1)
         if not args.checkpointing_steps or state.global_step >= total_steps:
             checkpoint()
         if state.global_step >= total_steps:
             break
     del stream, train_loader  # stops the workers
 
-    # -- interpolations of the last weights with the start (WiSE-FT), scored like the epochs -----------
-    if model_args.interpolate_alphas and not any(c.alpha is not None for c in state.history):
-        last = copy.deepcopy(network.state_dict())
-        for alpha in [float(a) for a in model_args.interpolate_alphas.split(",")]:
-            network.load_state_dict(interpolate_state(start_weights, last, alpha))
-            consider(f"interpolation alpha={alpha:g}", state.epoch, alpha)
-        network.load_state_dict(last)
-
-    # -- the selected model, tested once; the start beside it ----------------------------------------
+    # -- interpolations with the start (WiSE-FT), then the selected model and the start tested once --
+    alphas = [float(a) for a in model_args.interpolate_alphas.split(",")] if model_args.interpolate_alphas else []
+    judge.interpolations(alphas, start_weights)
+    judge.test(start_weights)
     best = state.best_candidate
-    if best.name == "start":
-        say("Fine-tuning did not beat the starting model on the selection lists: the exported model is the start.")
-    if run_data.test and (output_dir / "best_model").is_dir():
-        selected = EISVForSpeakerVerification.from_pretrained(output_dir / "best_model").to(accelerator.device)
-        state.test_results = evaluate(f"{best.name}, selected", [run_data.test], selected)[run_data.test.name]
-        del selected
-        if best.name != "start":
-            start_model = copy.deepcopy(network)
-            start_model.load_state_dict(start_weights, strict=False)
-            state.start_test_results = evaluate("start", [run_data.test], start_model)[run_data.test.name]
-            del start_model
-        else:
-            state.start_test_results = state.test_results
 
     # -- export and push ---------------------------------------------------------------------
     stats = {"samples_per_s": timing["samples"] / max(timing["total"], 1e-9),
              "data_wait_fraction": timing["wait"] / max(timing["total"], 1e-9),
              "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-             "num_processes": accelerator.num_processes, "mixed_precision": mixed_precision,
+             "num_processes": accelerator.num_processes, "mixed_precision": precision,
              "skipped_non_finite_steps": len(state.non_finite),
              "wall_s": time.perf_counter() - started}
     exit_code = 0

@@ -1,6 +1,37 @@
-"""The training DataLoader's pieces: row indices tagged with their epoch, and one batch stream over all epochs."""
+"""The training DataLoader's pieces: the collator and speaker batch sampler, row indices tagged with their
+epoch, and one batch stream over all epochs."""
+
+import json
 
 import torch
+
+from data_collators import EISVCollator, SpeakerEmotionBatchSampler
+
+
+def collator_and_sampler(store, feature_extractor, recipe, args, accelerator):
+    """-> (EISVCollator, SpeakerEmotionBatchSampler) of the recipe's settings, sharded over the processes.
+
+    On a GPU the data workers can leave the FFTs to the GPU (see EISVCollator); `features_on_device` "auto"
+    does so for the fbank frontend only (GE2E features stay in the workers, the configuration its results
+    were made with). `speakers_per_batch` None becomes min(32, speakers per process)."""
+    on_gpu = accelerator.device.type == "cuda"
+    features_on_device = {"auto": on_gpu and feature_extractor.feature_type == "kaldi_fbank", "yes": True,
+                          "no": False}[args.features_on_device]
+    patterns = json.loads(recipe.copypaste_patterns) if recipe.copypaste_patterns else None
+    collator = EISVCollator(feature_extractor, store, crop_seconds=recipe.crop_seconds, copypaste=recipe.copypaste,
+                            copypaste_prob=recipe.copypaste_prob, pattern_probs=patterns,
+                            pair_without_copypaste=recipe.pair_without_copypaste, em_select=recipe.em_select,
+                            em_ratio=recipe.em_ratio, em_contiguous=recipe.em_contiguous, em_members=recipe.em_members,
+                            seed=args.seed, return_waveforms=features_on_device)
+    if args.speakers_per_batch is None:
+        args.speakers_per_batch = min(32, store.num_speakers // accelerator.num_processes)
+    sampler = SpeakerEmotionBatchSampler(store.speaker_ids, store.emotion_ids, args.speakers_per_batch,
+                                         args.utterances_per_speaker, seed=args.seed,
+                                         num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+    if len(sampler) == 0:
+        raise SystemExit(f"train_eisv: no full batch of {args.speakers_per_batch} speakers per process; "
+                         f"lower --speakers_per_batch (the data has {store.num_speakers} speakers)")
+    return collator, sampler
 
 
 class RowIndices(torch.utils.data.Dataset):

@@ -1,8 +1,10 @@
-"""Checks made before a run spends any time: its output folder, its Hub access, its starting encoder."""
+"""A run's folder: checks before it spends any time (output folder, Hub access), and resuming into it."""
 
 import shutil
-import sys
 from pathlib import Path
+
+from .checkpoints import CheckpointError, latest_checkpoint, load_checkpoint, restore_state_dict
+from .training_state import TrainingState
 
 # What a run writes into --output_dir; --overwrite_output_dir removes these (and nothing else).
 RUN_ARTEFACTS = ("checkpoints", "best_model", "model", "eisv", "init-resemblyzer", "validation_trials.csv",
@@ -59,16 +61,31 @@ def quiet_libraries():
     disable_progress_bars()
 
 
-def starting_encoder_type(model_args):
-    """The encoder type the run will train (`ge2e_lstm`, `ecapa_tdnn`, ...), known before the model is built."""
-    if model_args.init_from == "resemblyzer":
-        return "ge2e_lstm"
-    if model_args.init_from == "scratch":
-        return model_args.encoder_type
-    from modeling_eisv import EISVConfig
-
+def resume_state(accelerator, resume, output_dir, model, optimizer, schedules: dict) -> TrainingState:
+    """Restore `--resume latest|FOLDER` into the prepared model, optimizer and `schedules` ({name: object with
+    state_dict}); a fresh TrainingState without --resume. A checkpoint resumed into another --output_dir
+    brings its run's selected model (best_model) along."""
+    if not resume:
+        return TrainingState()
+    output_dir = Path(output_dir)
+    checkpoints_dir = output_dir / "checkpoints"
+    checkpoint = latest_checkpoint(checkpoints_dir) if resume == "latest" else Path(resume)
+    if checkpoint is None or not checkpoint.is_dir():
+        raise SystemExit(f"train_eisv: --resume {resume}: no complete checkpoint in {checkpoints_dir}")
     try:
-        return EISVConfig.from_pretrained(model_args.init_from).encoder_type
-    except Exception as error:
-        print(f"train_eisv: --init_from {model_args.init_from}: cannot read its config ({error})", file=sys.stderr)
-        raise SystemExit(1) from None
+        progress, extra = load_checkpoint(accelerator, checkpoint, model, optimizer)
+        for name, schedule in schedules.items():
+            restore_state_dict(schedule, extra.get(name), name)
+    except CheckpointError as error:
+        raise SystemExit(f"train_eisv: --resume: {error}") from None
+    state = TrainingState.from_dict(progress)
+    accelerator.print(f"Resumed from {checkpoint} (epoch {state.epoch}, step {state.global_step})")
+    if state.best and not (output_dir / "best_model").is_dir():
+        original = checkpoint.resolve().parent.parent / "best_model"
+        if not original.is_dir():
+            raise SystemExit(f"train_eisv: --resume {checkpoint}: the run's selected model ({state.best}) is not "
+                             f"in {output_dir} nor in {original.parent}; resume in the run's own --output_dir")
+        if accelerator.is_main_process:
+            shutil.copytree(original, output_dir / "best_model")
+        accelerator.wait_for_everyone()
+    return state
