@@ -60,8 +60,13 @@ def positive_int(text: str) -> int:
 
 
 def add_embedding_options(parser, batching: bool = True):
-    """--device, --window-s, --hop-s, --min-speech-s and, with `batching`, --batch-size and --max-batch-s."""
+    """--device, --backend, --window-s, --hop-s, --min-speech-s and, with `batching`, --batch-size and
+    --max-batch-s."""
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="torch (default), or onnxruntime on the CPU: the model exported to ONNX once, cached "
+                             "beside the model folder (FOLDER-onnx/) or in ~/.cache/eisv/onnx, keyed to the model's "
+                             "identity; needs pip install 'eisv[onnx]'")
     if batching:
         add_flag(parser, "--batch-size", type=positive_int, default=16, help="windows per forward pass")
         add_flag(parser, "--max-batch-s", type=positive_float, default=80.0,

@@ -2,7 +2,8 @@
 
 Usage:
     eisv-embed --model DIR_OR_ID --input DIR_OR_CSV --output FILE.safetensors|FILE.npy
-               [--root DIR] [--column-mapping JSON] [--device auto|cpu|cuda] [--batch-size 16]
+               [--root DIR] [--column-mapping JSON] [--device auto|cpu|cuda] [--backend torch|onnxruntime]
+               [--batch-size 16]
                [--window-s 10] [--hop-s 5] [--max-batch-s 80] [--min-speech-s 0.3] [--save-every 500]
                [--overwrite] [--no-progress]
 
@@ -19,6 +20,8 @@ another model or with other windows (pass --overwrite or another --output). Whil
 output is locked (`OUTPUT.lock`): a second eisv-embed on the same output stops at once. A `.npy`
 output is written once at the end and is not resumable (an existing one needs --overwrite).
 A file with too little active signal (see --min-speech-s) is an error naming it.
+`--backend onnxruntime` embeds on the CPU with the model exported to ONNX (`eisv_tools.onnx_backend`:
+cached per model identity, exported on the first use); the output records the same model identity.
 Exit codes: 0 done, 1 bad input (message names the file or row) or output in use, 2 bad command line.
 """
 
@@ -34,7 +37,7 @@ from .atomic_files import remove_stale_temporaries
 from .cli_options import add_embedding_options, add_flag, positive_int
 from .embedding_store import check_suffix, index_path, load_embeddings, save_embeddings, write_index_csv
 from .errors import ToolError
-from .loading import load_model, model_identity
+from .loading import load_for_backend
 from .trials import normalise_key
 from .windowed_embedding import WindowedEmbedder, probe_audio
 
@@ -179,9 +182,9 @@ def _run_locked(args, output: Path, entries: list, duplicates: int) -> dict:
     done = {normalise_key(row["path"]) for row in rows}
     todo = [(key, path) for key, path in entries if key not in done]
     infos = [probe_audio(path) for _, path in todo]  # fails on a missing/unreadable file before any work
-    model, feature_extractor = load_model(args.model, args.device)
-    settings = {"model": str(args.model), "model_sha256": model_identity(model, feature_extractor),
-                "window_s": args.window_s, "hop_s": args.hop_s}
+    model, feature_extractor, _, identity = load_for_backend(args.model, args.device,
+                                                              getattr(args, "backend", "torch"))
+    settings = {"model": str(args.model), "model_sha256": identity, "window_s": args.window_s, "hop_s": args.hop_s}
     if rows or metadata:
         _check_resumable(output, metadata, settings)
     print(f"eisv-embed: {len(entries)} files, {len(entries) - len(todo)} already in {output}, {len(todo)} to embed",

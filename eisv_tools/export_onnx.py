@@ -3,23 +3,30 @@
 Usage:
     eisv-export --model DIR_OR_ID --onnx OUT.onnx [--opset 18] [--no-check] [--overwrite]
 
-The graph maps
+The graph of an `ecapa_tdnn` model maps
     input_features  float32 (batch, frames, num_mel_bins)  from `EISVFeatureExtractor`
     attention_mask  int64   (batch, frames), 1 for real frames, 0 for padding
-to  embeddings      float32 (batch, embedding_size), not normalised (as `EISVModel`),
-with dynamic `batch` and `frames` axes. Feature extraction is NOT in the graph: run
-`EISVFeatureExtractor` in Python (its `attention_mask` is int32; `onnx_inputs` casts it). The
-graph does not check that every row has a real frame (`EISVModel` does); a row of only padding
-gives NaN. The config and frontend settings are stored in the file's metadata (`eisv_config`).
+to  embeddings      float32 (batch, embedding_size), not normalised (as `EISVModel`, its
+`embedding_transform` included), with dynamic `batch` and `frames` axes. Feature extraction is
+NOT in the graph: run `EISVFeatureExtractor` in Python (its `attention_mask` is int32;
+`onnx_inputs` casts it). The graph does not check that every row has a real frame (`EISVModel`
+does); a row of only padding gives NaN.
+
+A `ge2e_lstm` model cuts each utterance into a data-dependent number of partial windows
+(`repeat_interleave`/`index_add_`), which `torch.export` rejects, so its graph is the per-window
+part only (the LSTM, projection, ReLU, L2 norm):
+    windows             float32 (windows, ge2e_partial_frames, num_mel_bins)
+to  partial_embeddings  float32 (windows, embedding_size), unit norm,
+and `eisv_tools.onnx_backend` cuts the windows and averages them as `GE2ELSTMEncoder` does. The
+metadata says which graph a file holds (`eisv_graph`: "embeddings" or "ge2e_partials"), and
+stores the config and frontend settings (`eisv_config`, `eisv_frontend`).
 
 Exporters: opset >= 18 (default 18) uses the `torch.export`-based exporter (needs `onnxscript`);
 an opset below 18 uses the TorchScript exporter, because the new one writes an invalid `Split`
-(with `num_outputs`, an opset-18 attribute) when converting down. Only `ecapa_tdnn` is supported:
-`ge2e_lstm` cuts each utterance into a data-dependent number of partial windows
-(`repeat_interleave`/`index_add_`), which `torch.export` rejects and tracing would freeze.
+(with `num_outputs`, an opset-18 attribute) when converting down.
 
 The file is written under a temporary name, checked (`onnx.checker`, then onnxruntime vs PyTorch
-on a padded batch, cosine >= 0.9999, unless `--no-check`) and only then renamed to OUT.onnx. An
+on a padded batch, the GE2E windowing included, cosine >= 0.9999, unless `--no-check`) and only then renamed to OUT.onnx. An
 existing OUT.onnx is replaced only when it is a previous eisv export (its metadata has
 `eisv_config`); any other file there is refused unless `--overwrite`.
 Exit codes: 0 written, 1 bad input or failed check (message names the file), 2 bad command line.
@@ -45,11 +52,12 @@ from .loading import load_model
 
 MIN_COSINE = 0.9999
 FIRST_DYNAMO_OPSET = 18
-SUPPORTED_ENCODERS = ("ecapa_tdnn",)
+SUPPORTED_ENCODERS = ("ecapa_tdnn", "ge2e_lstm")
 
 
 class EmbeddingGraph(nn.Module):
-    """What is exported: the encoder of an `EISVModel`, without its Python-side input checks.
+    """What is exported of an ECAPA `EISVModel`: its encoder and `embedding_transform`, without its
+    Python-side input checks.
 
     forward(input_features (B, T, F) float32, attention_mask (B, T) int64) -> (B, D) embeddings.
     """
@@ -57,9 +65,37 @@ class EmbeddingGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.encoder = model.encoder
+        self.embedding_transform = model.embedding_transform
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_features, attention_mask)
+        embeddings = self.encoder(input_features, attention_mask)
+        if self.embedding_transform is not None:
+            embeddings = self.embedding_transform(embeddings)
+        return embeddings
+
+
+class PartialsGraph(nn.Module):
+    """What is exported of a GE2E `EISVModel`: the per-window LSTM embedding.
+
+    forward(windows (W, ge2e_partial_frames, F) float32) -> (W, D) unit-norm partial embeddings.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        from modeling_eisv.ge2e_lstm import safe_l2_normalize
+
+        # The last layer's output at the last frame is its final hidden state (`embed_windows` takes
+        # `hidden[-1]`, whose shape the exporter records wrongly as (1, W, H)).
+        output, _ = self.encoder.lstm(windows)
+        return safe_l2_normalize(torch.relu(self.encoder.projection(output[:, -1])))
+
+
+def graph_kind(config) -> str:
+    """Which graph `export_onnx` writes for a config: "embeddings" (ECAPA) or "ge2e_partials"."""
+    return "ge2e_partials" if config.encoder_type == "ge2e_lstm" else "embeddings"
 
 
 def onnx_inputs(input_features, attention_mask=None) -> dict:
@@ -87,13 +123,10 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def check_against_torch(model, onnx_path, input_features, attention_mask, threads: int = None) -> float:
     """Embeds one batch with PyTorch and onnxruntime; returns the smallest row cosine between them."""
-    import onnxruntime
+    from .onnx_backend import OnnxModel
 
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    got = session.run(["embeddings"], onnx_inputs(input_features, attention_mask))[0]
+    onnx_model = OnnxModel(onnx_path, model.config, threads=threads, embedding_transform=model.embedding_transform)
+    got = onnx_model(input_features, attention_mask).embeddings.numpy()
     with torch.inference_mode():
         expected = model(input_features, attention_mask).embeddings.float().numpy()
     return float(cosine_rows(got, expected).min())
@@ -145,6 +178,14 @@ def _quiet_exporter():
 
 def _export(graph, args, path: Path, opset: int):
     """torch.onnx.export with named inputs/outputs and dynamic batch and frames axes; one file."""
+    if isinstance(graph, PartialsGraph):
+        names = dict(input_names=["windows"], output_names=["partial_embeddings"])
+        if opset < FIRST_DYNAMO_OPSET:
+            raise ValueError(f"the GE2E graph needs opset >= {FIRST_DYNAMO_OPSET} (the torch.export exporter)")
+        dynamic = {"windows": {0: torch.export.Dim("windows")}}
+        torch.onnx.export(graph, args, str(path), opset_version=opset, dynamo=True, dynamic_shapes=dynamic,
+                          external_data=False, optimize=True, **names)
+        return
     names = dict(input_names=["input_features", "attention_mask"], output_names=["embeddings"])
     if opset >= FIRST_DYNAMO_OPSET:
         batch, frames = torch.export.Dim("batch"), torch.export.Dim("frames")
@@ -159,10 +200,12 @@ def _export(graph, args, path: Path, opset: int):
 
 
 def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool = True,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False, metadata: dict = None) -> dict:
     """Exports `model` (an `EISVModel`) to `onnx_path` atomically; returns what was written.
 
     An existing `onnx_path` that is not a previous eisv export is refused unless `overwrite`.
+    `metadata` ({str: str}) is added to the file's metadata (the backend's cache stores the
+    model identity there).
 
     Returns: {"path", "opset", "exporter", "embedding_size", "min_cosine" (None without check)}.
     Raises `ToolError` for an unsupported encoder, a bad path or a failed check.
@@ -173,28 +216,34 @@ def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool =
     config = model.config
     if config.encoder_type not in SUPPORTED_ENCODERS:
         raise ToolError(
-            f"{path}: encoder_type {config.encoder_type!r} cannot be exported to ONNX; only {SUPPORTED_ENCODERS} can. "
-            f"ge2e_lstm embeds a data-dependent number of partial windows per utterance (repeat_interleave/"
-            f"index_add_), which torch.export rejects and tracing would freeze to the example's lengths")
+            f"{path}: encoder_type {config.encoder_type!r} cannot be exported to ONNX; only {SUPPORTED_ENCODERS} can")
     model = model.cpu().float().eval()
-    graph = EmbeddingGraph(model).eval()
-    features, mask = example_batch(config.num_mel_bins)
+    kind = graph_kind(config)
+    if kind == "ge2e_partials":
+        graph = PartialsGraph(model).eval()
+        example = (torch.randn(3, config.ge2e_partial_frames, config.num_mel_bins,
+                               generator=torch.Generator().manual_seed(0)),)
+    else:
+        graph = EmbeddingGraph(model).eval()
+        example = example_batch(config.num_mel_bins)
     exporter = "torch.export (dynamo)" if opset >= FIRST_DYNAMO_OPSET else "torchscript"
     min_cos = None
     with atomic_path(path) as temporary:
         try:
             with _quiet_exporter():
-                _export(graph, (features, mask), temporary, opset)
+                with torch.no_grad():
+                    _export(graph, example, temporary, opset)
         except Exception as error:  # the exporters raise many types; name the file and the exporter
             raise ToolError(f"{path}: ONNX export ({exporter}, opset {opset}) failed: "
                             f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}") from error
         finally:
             model.eval()  # the TorchScript exporter restores the wrapper's mode onto the encoder
         proto = onnx.load(str(temporary))
-        metadata = {"eisv_config": config.to_json_string(use_diff=False),
+        metadata = {**(metadata or {}), "eisv_graph": kind, "eisv_config": config.to_json_string(use_diff=False),
                     "eisv_frontend": json.dumps({"feature_type": config.frontend, "feature_size": config.num_mel_bins,
                                                  "sampling_rate": config.sampling_rate}),
-                    "eisv_inputs": "input_features float32 (batch, frames, mel); attention_mask int64 (batch, frames)"}
+                    "eisv_inputs": ("windows float32 (windows, partial frames, mel)" if kind == "ge2e_partials" else
+                                    "input_features float32 (batch, frames, mel); attention_mask int64 (batch, frames)")}
         for key, value in metadata.items():
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, str(temporary))
@@ -209,13 +258,13 @@ def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool =
                 raise ToolError(f"{path}: cannot check the export, onnxruntime is not installed "
                                 f"(pip install 'eisv[onnx]', or pass --no-check)") from None
             # Other lengths than the export example, so frozen shapes would show up.
-            check_features, check_mask = example_batch(config.num_mel_bins, lengths=(97, 301, 180), seed=1)
+            check_features, check_mask = example_batch(config.num_mel_bins, lengths=(97, 301, 180, 420), seed=1)
             min_cos = check_against_torch(model, temporary, check_features, check_mask)
             if not min_cos >= MIN_COSINE:
                 raise ToolError(f"{path}: onnxruntime and PyTorch embeddings differ (min cosine {min_cos:.6f} "
                                 f"< {MIN_COSINE}); file not written")
     return {"path": str(path), "opset": opset, "exporter": exporter, "embedding_size": config.embedding_size,
-            "min_cosine": min_cos}
+            "min_cosine": min_cos, "graph": kind}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -154,6 +154,28 @@ def load_model(model_name_or_path, device=None):
     return model, feature_extractor
 
 
+def load_for_backend(model_name_or_path, device=None, backend="torch", threads=None):
+    """`load_model`, then for `backend="onnxruntime"` the model as an `onnx_backend.OnnxModel` (CPU).
+
+    Returns `(model for embedding, feature_extractor, the PyTorch model, model_identity)`; the
+    identity is the PyTorch model's either way (what outputs and cohorts record). Exporting (when
+    no cached graph of this identity exists) is said on stderr.
+    """
+    import sys
+
+    from .onnx_backend import check_backend, onnx_model_for
+
+    torch_model, feature_extractor = load_model(model_name_or_path, check_backend(backend, device))
+    identity = model_identity(torch_model, feature_extractor)
+    if backend == "torch":
+        return torch_model, feature_extractor, torch_model, identity
+    onnx_model, info = onnx_model_for(torch_model, feature_extractor, model_name_or_path, threads, identity)
+    if info["exported"]:
+        print(f"eisv: exported {model_name_or_path} to {info['path']} for onnxruntime (min cosine vs PyTorch "
+              f"{info['min_cosine']:.6f})", file=sys.stderr)
+    return onnx_model, feature_extractor, torch_model, identity
+
+
 def model_identity(model, feature_extractor=None) -> str:
     """`"sha256:<hex>"` of what determines a model's embeddings: every tensor of its state dict (name,
     dtype, shape, bytes), its config without the training-head and decision fields, and the

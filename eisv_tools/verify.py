@@ -2,11 +2,13 @@
 
 Usage:
     eisv-verify --model DIR_OR_ID A.wav B.wav [--p-target 0.5] [--threshold T] [--cohort FILE | --no-cohort]
-                [--device auto] [--min-speech-s 0.3] [--json]
+                [--device auto] [--backend torch|onnxruntime] [--min-speech-s 0.3] [--json]
 
 Prints the score of the two (windowed, averaged) embeddings and the decision. The score is the
 cosine, or its AS-norm against a cohort: `--cohort FILE`, or else the model folder's own
-`cohort.safetensors` (an eisv-embed output of this model; `--no-cohort` ignores it). How it decides:
+`cohort.safetensors` (an eisv-embed output of this model; `--no-cohort` ignores it).
+`--backend onnxruntime` embeds on the CPU with the model exported to ONNX (`eisv_tools.onnx_backend`).
+How it decides:
 
 1. `--threshold T`: accept when `score >= T` (raw score, no calibration).
 2. a calibrated model (`config.calibration_scale`, fitted by eisv-calibrate on scores of the same
@@ -40,7 +42,7 @@ from .cli_options import add_embedding_options, add_flag, finite_float, positive
 from .embedding_store import load_embeddings
 from .model_folder import COHORT_FILE
 from .errors import one_line
-from .loading import load_model
+from .loading import load_for_backend
 from .windowed_embedding import embed_paths, probe_audio
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_UNDECIDED = 0, 1, 2, 3
@@ -111,19 +113,19 @@ def decide(score: float, scoring: str, config, threshold=None, p_target=DEFAULT_
 
 def verify(model_name_or_path, audio_a, audio_b, threshold=None, device="auto", window_s=10.0, hop_s=5.0,
            min_speech_s=MIN_SPEECH_S, p_target=DEFAULT_P_TARGET, cohort=None, no_cohort=False,
-           cohort_top_n=300) -> dict:
+           cohort_top_n=300, backend="torch") -> dict:
     """-> the dict `--json` prints. Raises `ToolError` for bad input (a file with less than
     `min_speech_s` seconds of active signal included, a cohort of another model)."""
     from .evaluation import check_cohort_model
 
     for path in (audio_a, audio_b):
         probe_audio(path)  # before loading the model: a typo fails fast
-    model, feature_extractor = load_model(model_name_or_path, device)
+    model, feature_extractor, torch_model, _ = load_for_backend(model_name_or_path, device, backend)
     cohort_file = find_cohort(model_name_or_path, cohort, no_cohort)
     cohort_embeddings = None
     if cohort_file is not None:
         cohort_embeddings, _, metadata = load_embeddings(cohort_file)
-        check_cohort_model(cohort_file, metadata, model, feature_extractor)
+        check_cohort_model(cohort_file, metadata, torch_model, feature_extractor)
     embeddings = embed_paths(model, feature_extractor, [audio_a, audio_b], window_s=window_s, hop_s=hop_s,
                              min_speech_s=min_speech_s)
     if cohort_embeddings is None:
@@ -145,7 +147,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         result = verify(args.model, args.audio[0], args.audio[1], args.threshold, args.device, args.window_s,
-                        args.hop_s, args.min_speech_s, args.p_target, args.cohort, args.no_cohort, args.cohort_top_n)
+                        args.hop_s, args.min_speech_s, args.p_target, args.cohort, args.no_cohort, args.cohort_top_n,
+                        args.backend)
     except Exception as error:  # every failure is exit 2 with one line: exit 1 means "different speakers"
         message = one_line(error)
         print(f"eisv-verify: error: {message}", file=sys.stderr)

@@ -111,7 +111,8 @@ class WindowedEmbedder:
     """Batched, windowed embedding of audio files with an `EISVModel`.
 
     Args:
-        model: an `EISVModel` or `EISVForSpeakerVerification` (anything whose output has `.embeddings`).
+        model: an `EISVModel`, `EISVForSpeakerVerification` or `onnx_backend.OnnxModel` (anything
+            whose output has `.embeddings`).
         feature_extractor: its `EISVFeatureExtractor`.
         batch_size: at most this many windows per forward pass.
         max_batch_s: at most this much audio per forward pass, in seconds (bounds memory).
@@ -133,7 +134,9 @@ class WindowedEmbedder:
         self.min_speech_s = float(min_speech_s or 0.0)
         self.model, self.feature_extractor = model, feature_extractor
         self.batch_size, self.window_s, self.hop_s = int(batch_size), float(window_s), float(hop_s)
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        if device is None:  # an `OnnxModel` has no parameters, only a device
+            device = getattr(model, "device", None) or next(model.parameters()).device
+        self.device = torch.device(device)
         self.sampling_rate = int(feature_extractor.sampling_rate)
         self.max_batch_samples = int(max(max_batch_s, window_s) * self.sampling_rate)
 

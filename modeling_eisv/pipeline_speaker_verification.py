@@ -18,6 +18,10 @@ windowing; `eisv-embed` windows files of any length).
 An input with less than `min_speech_s` seconds of active signal (default 0.3 s; the rule of
 `modeling_eisv.speech_activity`, the same as the eisv tools') raises `ValueError` naming it:
 digital silence or a 10 ms clip would otherwise get a confident score. `min_speech_s=0` allows it.
+
+`pipeline("speaker-verification", model=..., backend="onnxruntime")` runs the model with ONNX
+Runtime on the CPU (the graph cached per model identity by `eisv_tools.onnx_backend`, exported on
+the first use); it needs the eisv package with its `onnx` extra, not only the remote code.
 """
 
 import numpy as np
@@ -73,6 +77,22 @@ class SpeakerVerificationPipeline(Pipeline):
     _load_processor = False
     _load_image_processor = False
 
+    def __init__(self, *args, backend="torch", onnx_threads=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend={backend!r}: choose 'torch' or 'onnxruntime'")
+        self.backend, self.onnx_model = backend, None
+        if backend == "onnxruntime":
+            if self.device.type != "cpu":
+                raise ValueError(f"backend='onnxruntime' runs on the CPU; this pipeline is on {self.device}")
+            try:
+                from eisv_tools.onnx_backend import onnx_model_for
+            except ImportError as error:  # the remote code alone has no exporter
+                raise ImportError(f"backend='onnxruntime' needs the eisv package (pip install 'eisv[onnx]'): "
+                                  f"{error}") from None
+            self.onnx_model, _ = onnx_model_for(self.model, self.feature_extractor,
+                                                getattr(self.model, "name_or_path", None), onnx_threads)
+
     def __call__(self, audio_a, audio_b=None, **kwargs):
         if audio_b is not None:
             return super().__call__((audio_a, audio_b), **kwargs)
@@ -100,7 +120,8 @@ class SpeakerVerificationPipeline(Pipeline):
         return self.feature_extractor(waveforms, sampling_rate=rate, return_tensors="pt")
 
     def _forward(self, model_inputs):
-        return {"embeddings": self.model(**model_inputs).embeddings}
+        model = self.onnx_model if self.onnx_model is not None else self.model
+        return {"embeddings": model(**model_inputs).embeddings}
 
     def postprocess(self, model_outputs, threshold=None, p_target=DEFAULT_P_TARGET):
         embeddings = torch.nn.functional.normalize(model_outputs["embeddings"].float(), dim=-1)

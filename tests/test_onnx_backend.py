@@ -1,0 +1,130 @@
+"""The onnxruntime backend: parity with PyTorch (tiny ECAPA, tiny GE2E), the identity-keyed cache,
+and `--backend onnxruntime` of eisv-embed, eisv-verify and the pipeline."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[onnx]')")
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[onnx]')")
+
+from _tiny import tiny_config, voice_like  # noqa: E402
+from eisv_tools import embed, verify  # noqa: E402
+from eisv_tools.embedding_store import load_embeddings  # noqa: E402
+from eisv_tools.export_onnx import MIN_COSINE, cosine_rows  # noqa: E402
+from eisv_tools.loading import load_model, model_identity  # noqa: E402
+from eisv_tools.onnx_backend import IDENTITY_KEY, _metadata, onnx_cache_path, onnx_model_for  # noqa: E402
+from modeling_eisv import EISVFeatureExtractor, EISVModel  # noqa: E402
+
+SECONDS = (0.6, 1.3, 3.0, 7.2)  # GE2E: one to several partial windows; padded batch
+
+
+def save_model(directory, encoder_type, seed=0, **config):
+    torch.manual_seed(seed)
+    model = EISVModel(tiny_config(encoder_type, **config)).eval()
+    model.save_pretrained(directory)
+    EISVFeatureExtractor("kaldi_fbank" if encoder_type == "ecapa_tdnn" else "ge2e_mel").save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module", params=["ecapa_tdnn", "ge2e_lstm"])
+def model_dir(request, tmp_path_factory):
+    return save_model(tmp_path_factory.mktemp(request.param) / "model", request.param)
+
+
+@pytest.fixture(scope="module")
+def wav_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wavs")
+    for i, seconds in enumerate(SECONDS):
+        soundfile.write(folder / f"clip{i}.wav", voice_like(seconds, seed=i), 16000)
+    return folder
+
+
+def test_parity_on_a_padded_batch(model_dir):
+    model, fe = load_model(model_dir, "cpu")
+    onnx_model, info = onnx_model_for(model, fe, model_dir)
+    inputs = fe([voice_like(s, seed=i) for i, s in enumerate(SECONDS)], sampling_rate=16000, return_tensors="pt",
+                padding=True)
+    with torch.inference_mode():
+        expected = model(**inputs).embeddings.numpy()
+    got = onnx_model(**inputs).embeddings.numpy()
+    assert got.shape == expected.shape == (len(SECONDS), model.config.embedding_size)
+    assert cosine_rows(got, expected).min() >= MIN_COSINE
+    with pytest.raises(ValueError, match="no real frame"):
+        onnx_model(inputs["input_features"][:1], torch.zeros_like(inputs["attention_mask"][:1]))
+
+
+def test_ecapa_graph_holds_the_embedding_transform(tmp_path):
+    folder = save_model(tmp_path / "affine", "ecapa_tdnn", embedding_transform="affine")
+    model, fe = load_model(folder, "cpu")
+    generator = torch.Generator().manual_seed(3)
+    model.embedding_transform.mean.copy_(0.1 * torch.randn(model.embedding_transform.mean.shape, generator=generator))
+    model.embedding_transform.matrix.copy_(torch.randn(model.embedding_transform.matrix.shape, generator=generator))
+    onnx_model, _ = onnx_model_for(model, fe, cache_path=tmp_path / "affine.onnx")
+    inputs = fe([voice_like(2.0), voice_like(1.1, seed=1)], sampling_rate=16000, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        expected = model(**inputs).embeddings.numpy()
+    assert cosine_rows(onnx_model(**inputs).embeddings.numpy(), expected).min() >= MIN_COSINE
+
+
+def test_cache_sits_beside_the_folder_and_is_keyed_to_the_identity(tmp_path):
+    folder = save_model(tmp_path / "m", "ecapa_tdnn")
+    model, fe = load_model(folder, "cpu")
+    identity = model_identity(model, fe)
+    first, info = onnx_model_for(model, fe, folder)
+    assert info["exported"] and first.path == onnx_cache_path(folder, identity)
+    assert first.path.parent == (tmp_path / "m-onnx").resolve() and identity[7:23] in first.path.name
+    assert _metadata(first.path)[IDENTITY_KEY] == identity
+    assert onnx_model_for(model, fe, folder)[1]["exported"] is False  # reused
+
+    # Other weights in the same folder: another identity, another file; the old one is never used.
+    save_model(folder, "ecapa_tdnn", seed=1)
+    changed, changed_fe = load_model(folder, "cpu")
+    other, info = onnx_model_for(changed, changed_fe, folder)
+    assert info["exported"] and other.path != first.path
+
+    # A file at the cache path that records another identity is replaced, not used.
+    stale = onnx_cache_path(folder, identity)
+    other.path.replace(stale)
+    _, info = onnx_model_for(model, fe, folder)
+    assert info["exported"] and _metadata(stale)[IDENTITY_KEY] == identity
+
+
+def test_embed_with_onnxruntime_matches_torch_and_resumes_either_way(model_dir, wav_dir, tmp_path):
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        outputs[backend] = tmp_path / f"{backend}.safetensors"
+        assert embed.main(["--model", str(model_dir), "--input", str(wav_dir), "--output", str(outputs[backend]),
+                           "--no-progress", "--window-s", "4", "--hop-s", "2", "--backend", backend]) == 0
+    (a, rows_a, meta_a), (b, rows_b, meta_b) = (load_embeddings(outputs[k]) for k in ("torch", "onnxruntime"))
+    assert [r["path"] for r in rows_a] == [r["path"] for r in rows_b]
+    assert cosine_rows(a, b).min() >= MIN_COSINE and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-5)
+    assert meta_a["model_sha256"] == meta_b["model_sha256"]  # one model, whichever backend ran it
+    assert embed.main(["--model", str(model_dir), "--input", str(wav_dir), "--output", str(outputs["torch"]),
+                       "--no-progress", "--window-s", "4", "--hop-s", "2", "--backend", "onnxruntime"]) == 0
+
+
+def test_verify_with_onnxruntime(model_dir, wav_dir, capsys):
+    a, b = str(wav_dir / "clip2.wav"), str(wav_dir / "clip3.wav")
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        verify.main(["--model", str(model_dir), a, b, "--json", "--backend", backend])
+        scores[backend] = json.loads(capsys.readouterr().out)["score"]
+    assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=1e-4)
+    assert verify.main(["--model", str(model_dir), a, b, "--backend", "onnxruntime", "--device", "cuda"]) == 2
+    assert "--backend onnxruntime runs on the CPU" in capsys.readouterr().err
+
+
+def test_pipeline_backend(model_dir):
+    import modeling_eisv  # noqa: F401
+    from transformers import pipeline
+
+    a, b = voice_like(2.0), voice_like(3.1, seed=4)
+    expected = pipeline("speaker-verification", model=str(model_dir))(a, b)["score"]
+    fast = pipeline("speaker-verification", model=str(model_dir), backend="onnxruntime")
+    assert fast.onnx_model is not None and fast(a, b)["score"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ValueError, match="backend="):
+        pipeline("speaker-verification", model=str(model_dir), backend="tensorrt")
