@@ -92,7 +92,9 @@ def load_training_data(data, output_dir, accelerator) -> TrainingData:
             dataset, validation, out.validation_speakers = carve_validation_speakers(dataset, num_validation,
                                                                                     data.validation_seed)
         except ValueError as error:
-            raise SystemExit(f"train_eisv: --validation_speakers: {error}") from None
+            raise SystemExit(f"train_eisv: --validation_speakers: {error}. With this few speakers pass "
+                             f"--validation_speakers 0 and pick the model on --validation_trials LIST (or, as a "
+                             f"demo does, on --trials with --select_on_trials)") from None
         with accelerator.main_process_first():
             validation, _ = index_dataset(validation, neutral_emotions=(data.neutral_label,),
                                           skip_bad_rows=data.skip_bad_rows, skip_hint="--skip_bad_rows",
