@@ -85,10 +85,24 @@ def test_errors_name_the_file(model_dir, tmp_path, capsys):
     assert f"{blocker} is a file" in capsys.readouterr().err
     ge2e = tmp_path / "ge2e"
     EISVModel(tiny_config("ge2e_lstm")).save_pretrained(ge2e)
-    assert main(["--model", str(ge2e), "--onnx", str(tmp_path / "g.onnx")]) == 1
+    assert main(["--model", str(ge2e), "--onnx", str(tmp_path / "g.onnx"), "--opset", "17"]) == 1
     err = capsys.readouterr().err
-    assert "ge2e_lstm" in err and "partial windows" in err and str(tmp_path / "g.onnx") in err
+    assert "opset >= 18" in err and str(tmp_path / "g.onnx") in err
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_ge2e_exports_its_per_window_lstm(tmp_path, capsys):
+    import onnx
+
+    ge2e = tmp_path / "ge2e"
+    torch.manual_seed(0)
+    EISVModel(tiny_config("ge2e_lstm")).save_pretrained(ge2e)
+    assert main(["--model", str(ge2e), "--onnx", str(tmp_path / "g.onnx")]) == 0
+    assert "min cosine vs PyTorch" in capsys.readouterr().err
+    proto = onnx.load(str(tmp_path / "g.onnx"))
+    assert [i.name for i in proto.graph.input] == ["windows"]
+    assert {p.key: p.value for p in proto.metadata_props}["eisv_graph"] == "ge2e_partials"
+    assert "LSTM" in {node.op_type for node in proto.graph.node}
 
 
 def test_an_existing_file_that_is_not_an_eisv_export_is_refused(model_dir, exported, tmp_path, capsys):
