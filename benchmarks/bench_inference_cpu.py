@@ -92,28 +92,25 @@ def _onnx(model, fe, workdir: Path, threads: int):
     return onnx_model
 
 
-def ours_ecapa_onnx(reference, workdir: Path, threads: int):
+def _ours_onnx(reference, workdir: Path, threads: int, feature_type: str, name: str):
+    """`reference`'s PyTorch model exported for onnxruntime, as one benchmarked system."""
     from modeling_eisv import EISVFeatureExtractor
     model = reference.model
-    fe = EISVFeatureExtractor("kaldi_fbank")
+    fe = EISVFeatureExtractor(feature_type)
     onnx_model = _onnx(model, fe, workdir, threads)
 
     def embed(wave):
         return onnx_model(**fe(wave, sampling_rate=SR, return_tensors="pt")).embeddings
 
-    return "ours ECAPA-TDNN C=512, onnxruntime", embed, n_params(model)
+    return name, embed, n_params(model)
+
+
+def ours_ecapa_onnx(reference, workdir: Path, threads: int):
+    return _ours_onnx(reference, workdir, threads, "kaldi_fbank", "ours ECAPA-TDNN C=512, onnxruntime")
 
 
 def ours_ge2e_onnx(reference, workdir: Path, threads: int):
-    from modeling_eisv import EISVFeatureExtractor
-    model = reference.model
-    fe = EISVFeatureExtractor("ge2e_mel")
-    onnx_model = _onnx(model, fe, workdir, threads)
-
-    def embed(wave):
-        return onnx_model(**fe(wave, sampling_rate=SR, return_tensors="pt")).embeddings
-
-    return "ours GE2E, onnxruntime", embed, n_params(model)
+    return _ours_onnx(reference, workdir, threads, "ge2e_mel", "ours GE2E, onnxruntime")
 
 
 def feature_steps():
