@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from model_cards import KNOWN_CORPORA, CardContext, results_from_evaluation, write_model_card
+from model_cards import KNOWN_CORPORA, CardContext, cosine_evaluation, write_model_card
 
 
 def export_model(network, feature_extractor, folder, results=None):
@@ -40,23 +40,14 @@ def _datasets_info(report_rows, held_out):
     return entries
 
 
-def _card_result(results, name):
-    evaluation = {"metrics": {"cosine": results}, "num_trials": results["num_trials"], "scoring": "cosine"}
-    return results_from_evaluation(evaluation, name)
-
-
 def _front_matter(folder) -> dict:
-    """The YAML front matter of a model folder's README.md (its card), or {}."""
+    """The metadata of a model folder's card (README.md front matter), or {} when it has none or it is not YAML."""
     import yaml
+    from huggingface_hub import metadata_load
 
     card = Path(folder) / "README.md"
-    if not card.is_file():
-        return {}
-    text = card.read_text(encoding="utf-8")
-    if not text.startswith("---"):
-        return {}
     try:
-        return yaml.safe_load(text.split("---", 2)[1]) or {}
+        return (metadata_load(card) if card.is_file() else None) or {}
     except yaml.YAMLError:
         return {}
 
@@ -126,16 +117,16 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
         picked = "picked on these same trials (--select_on_trials)" if data.select_on_trials else \
             "unseen speakers; model picked on the selection lists"
         if state.test_results is not None:
-            results.append(_card_result(state.test_results, f"{test_name} ({picked}): {best.name}"))
+            results.append(cosine_evaluation(state.test_results, f"{test_name} ({picked}): {best.name}"))
         if state.start_test_results is not None and best.name != "start":
-            results.append(_card_result(state.start_test_results, f"{test_name}: the starting model, not fine-tuned"))
+            results.append(cosine_evaluation(state.start_test_results, f"{test_name}: the starting model, not fine-tuned"))
         for item in run_data.selection:
             if item.name in best.results:
                 label = (f"validation trials ({len(run_data.validation_speakers)} held-out training speakers)"
                          if item.name == "validation_speakers" else f"{Path(item.path).name} (selection list)")
-                results.append(_card_result(best.results[item.name], f"{label}: {best.name}"))
+                results.append(cosine_evaluation(best.results[item.name], f"{label}: {best.name}"))
                 if best.name != "start" and item.name in state.start.results:
-                    results.append(_card_result(state.start.results[item.name], f"{label}: the starting model"))
+                    results.append(cosine_evaluation(state.start.results[item.name], f"{label}: the starting model"))
         info = {
             "model_name": args.hub_model_id or final.parent.name,
             "config": config,

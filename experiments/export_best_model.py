@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from model_cards import CardContext, Corpus, Evaluation, results_from_evaluation, write_model_card
+from model_cards import CardContext, Corpus, cosine_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
 EMOTIONAL_CONDITIONS = ("neutral_vs_emotional", "emotional_vs_emotional")
@@ -49,11 +49,6 @@ def checks(candidate: dict, start: dict) -> dict:
     return out
 
 
-def card_result(results: dict, name: str) -> Evaluation:
-    return results_from_evaluation({"metrics": {"cosine": results}, "num_trials": results.get("num_trials"),
-                                    "scoring": "cosine"}, name)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="results/generalisation", help="what experiments.generalisation wrote")
@@ -73,10 +68,10 @@ def main(argv=None):
     verdict = "\n".join(f"- {name}: {'yes' if ok else 'no'}" for name, ok in passed.items())
     test_name = "dev_trials.csv (RAVDESS actors 19-24 + EmoDB, 17,448 trials; never trained on)"
     neutral_name = "neutral_trials.csv (10 LibriSpeech test-other speakers, 900 trials)"
-    results = [card_result(start["test"], f"{test_name}: the pretrained GE2E"),
-               card_result(start["neutral"], f"{neutral_name}: the pretrained GE2E")]
-    candidate_results = [card_result(candidate["test"], f"{test_name}: best fine-tune ({candidate['id']})"),
-                         card_result(candidate["validation"]["results"]["neutral_trials"],
+    results = [cosine_evaluation(start["test"], f"{test_name}: the pretrained GE2E"),
+               cosine_evaluation(start["neutral"], f"{neutral_name}: the pretrained GE2E")]
+    candidate_results = [cosine_evaluation(candidate["test"], f"{test_name}: best fine-tune ({candidate['id']})"),
+                         cosine_evaluation(candidate["validation"]["results"]["neutral_trials"],
                                      f"{neutral_name}: best fine-tune ({candidate['id']})")]
     staging = make_staging_folder(target)
     try:

@@ -5,11 +5,12 @@
 for the fields and `model_cards.generate` for how the card is built.
 """
 
-from .context import (CONTEXT_FILENAME, CardContext, Corpus, Evaluation, ModelCardInfoError,
+from .context import (CONTEXT_FILENAME, CardContext, Corpus, Evaluation, ModelCardInfoError, cosine_evaluation,
                       results_from_evaluation)
 from .generate import build_model_card, render_model_card, rerender_model_card, write_model_card
 from .licences import KNOWN_CORPORA, corpus_defaults, weights_license
 
 __all__ = ["CONTEXT_FILENAME", "CardContext", "Corpus", "Evaluation", "KNOWN_CORPORA", "ModelCardInfoError",
+           "cosine_evaluation",
            "build_model_card", "corpus_defaults", "render_model_card", "rerender_model_card",
            "results_from_evaluation", "weights_license", "write_model_card"]

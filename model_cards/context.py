@@ -128,6 +128,13 @@ def results_from_evaluation(evaluation: dict, eval_name: str, *, dataset_id: str
     }, "")
 
 
+def cosine_evaluation(results: dict, eval_name: str) -> Evaluation:
+    """Cosine-scored results of one trial list (`overall`, `by_corpus`, `by_condition`, `num_trials`, as
+    training's evaluation and the experiments' JSON hold them) -> an `Evaluation` of the card."""
+    return results_from_evaluation({"metrics": {"cosine": results}, "num_trials": results.get("num_trials"),
+                                    "scoring": "cosine"}, eval_name)
+
+
 def _check(condition: bool, where: str, message: str) -> None:
     if not condition:
         raise ModelCardInfoError(f"model card info{where}: {message}")
