@@ -1,30 +1,21 @@
 """Writing outputs atomically: files under a temporary name then `os.replace`, folders staged then swapped.
 
-Files and folders get the permissions the umask gives (0644 / 0755 under umask 022), although
-`tempfile.mkdtemp` creates 0700 folders: a staged folder is chmod-ed before it is swapped in.
+The folder primitives (`make_staging_folder`, `staged_folder`, `replace_folder`, `apply_umask`,
+`current_umask`) live in `eisv_io.staged_folders`, where the converters use them too, and are
+re-exported here. Files and folders get the permissions the umask gives (0644 / 0755 under umask 022).
 """
 
 import contextlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from eisv_io.staged_folders import apply_umask, current_umask, make_staging_folder, replace_folder, staged_folder
 
 from .errors import ToolError
 
-
-def current_umask() -> int:
-    """The process umask, read without changing it where Linux tells it (/proc/self/status)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+__all__ = ["apply_umask", "atomic_path", "check_replaceable_folder", "current_umask", "make_staging_folder",
+           "remove_stale_temporaries", "replace_folder", "staged_folder", "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -62,51 +53,6 @@ def write_text_atomic(path, text: str):
     """Write `text` (UTF-8) to `path` atomically."""
     with atomic_path(path) as temporary:
         Path(temporary).write_text(text, encoding="utf-8")
-
-
-def make_staging_folder(final) -> Path:
-    """An empty folder next to `final` to build it in, with the umask's permissions (not mkdtemp's 0700)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
-    os.chmod(staging, 0o777 & ~current_umask())
-    return staging
-
-
-def apply_umask(folder):
-    """Give `folder` and everything below it the umask's permissions (savers such as `save_pretrained`
-    create weights 0600 through mkstemp); a folder shared by several nodes must be readable by them."""
-    umask = current_umask()
-    folder = Path(folder)
-    for entry in [folder, *folder.rglob("*")]:
-        if not entry.is_symlink():
-            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
-
-
-def replace_folder(staging, final):
-    """Move a finished `staging` folder to `final`, keeping the old `final` until the new one is there.
-
-    A kill between the two renames leaves the old folder as `.NAME.previous` and no `NAME`; the next
-    call removes it.
-    """
-    staging, final = Path(staging), Path(final)
-    previous = final.with_name(f".{final.name}.previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if final.exists():
-        os.replace(final, previous)
-    os.replace(staging, final)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def staged_folder(final):
-    """Yield a staging folder for `final`; on success it replaces `final` as a whole, on error it is removed."""
-    staging = make_staging_folder(final)
-    try:
-        yield staging
-        replace_folder(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_replaceable_folder(path, is_previous_output, what: str, overwrite: bool = False) -> Path:

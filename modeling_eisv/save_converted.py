@@ -9,10 +9,9 @@ permissions of the umask (0755 / 0644 under umask 022).
 """
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from eisv_io.staged_folders import apply_umask, staged_folder
 
 _CONVERSION_SUFFIXES = (".json", ".safetensors", ".py")
 
@@ -49,25 +48,8 @@ def save_converted(output_dir, model, feature_extractor, overwrite: bool = False
     Call `check_output_folder` before the (slow) conversion too, so a refused output fails early.
     """
     output_dir = check_output_folder(output_dir, overwrite)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700
-    try:
+    with staged_folder(output_dir) as staging:
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
-        for entry in staging.iterdir():  # save_pretrained writes the weights 0600 (mkstemp)
-            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
-        previous = output_dir.with_name(f".{output_dir.name}.previous")
-        if output_dir.exists():  # keep the old folder until the new one is in place
-            shutil.rmtree(previous, ignore_errors=True)
-            output_dir.rename(previous)
-        staging.rename(output_dir)
-        if previous.is_dir():
-            shutil.rmtree(previous, ignore_errors=True)
-        else:  # an --overwrite of a file
-            previous.unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        apply_umask(staging)
     return output_dir
