@@ -215,7 +215,7 @@ def train(argv=None):
             timing["total"] += now - tick
             timing["samples"] += batch["labels"].shape[0] * accelerator.num_processes
             tick = time.perf_counter()
-            if stop.requested(accelerator):
+            if accelerator.sync_gradients and stop.requested(accelerator, state.global_step, args.logging_steps):
                 checkpoint()
                 say(f"Stopped by signal: saved step {state.global_step} in {checkpoints_dir}; "
                     f"resume with --resume latest --output_dir {output_dir}")

@@ -19,9 +19,14 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signal = number
 
-    def requested(self, accelerator) -> bool:
-        """True on every process when any process got a signal (one all-reduce per call with several)."""
+    def requested(self, accelerator, step: int, every: int = 1) -> bool:
+        """True on every process when any process got a signal. Call it after an optimizer step (never
+        mid-accumulation, whose gradients a checkpoint would not hold). With several processes the flag is
+        all-reduced, a host synchronisation, so only every `every` steps (and honoured up to `every` steps
+        late); one process checks at every step for free."""
         if accelerator.num_processes == 1:
             return self.signal is not None
+        if step % max(1, every):
+            return False
         flag = torch.tensor([float(self.signal is not None)], device=accelerator.device)
         return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
