@@ -10,10 +10,11 @@ six are for training. EmoDB is CC0 1.0 as republished by audEERING; LICENSE.md s
 import argparse
 import itertools
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from eisv_io.staged_folders import apply_umask, staged_folder
 
 HELD_OUT = ["emodb_13", "emodb_14", "emodb_15", "emodb_16"]
 PER_SPEAKER_EMOTION = 4
@@ -37,20 +38,17 @@ def main():
     chosen = (metadata.sample(frac=1.0, random_state=0).groupby(["speaker", "emotion"]).head(PER_SPEAKER_EMOTION)
               .sort_values("file_name").reset_index(drop=True))
     chosen["split"] = ["test" if s in HELD_OUT else "train" for s in chosen.speaker]
-    staging = Path(tempfile.mkdtemp(dir=args.output.parent if args.output.parent.exists() else None))
-    for name in chosen.file_name:
-        (staging / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(args.source / name, staging / name)
-    chosen.to_csv(staging / "metadata.csv", index=False)
-    test = chosen[chosen.split == "test"].itertuples()
-    trials = [dict(corpus="emodb", enroll=a.file_name, test=b.file_name, label=int(a.speaker == b.speaker),
-                   condition=condition(a, b)) for a, b in itertools.combinations(list(test), 2)]
-    pd.DataFrame(trials).to_csv(staging / "trials.csv", index=False)
-    shutil.copy2(Path(__file__).with_name("emodb_mini_LICENSE.md"), staging / "LICENSE.md")
-    if args.output.exists():
-        shutil.rmtree(args.output)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(args.output)
+    with staged_folder(args.output) as staging:  # the old folder stays until the new one is complete
+        for name in chosen.file_name:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(args.source / name, staging / name)
+        chosen.to_csv(staging / "metadata.csv", index=False)
+        test = chosen[chosen.split == "test"].itertuples()
+        trials = [dict(corpus="emodb", enroll=a.file_name, test=b.file_name, label=int(a.speaker == b.speaker),
+                       condition=condition(a, b)) for a, b in itertools.combinations(list(test), 2)]
+        pd.DataFrame(trials).to_csv(staging / "trials.csv", index=False)
+        shutil.copy2(Path(__file__).with_name("emodb_mini_LICENSE.md"), staging / "LICENSE.md")
+        apply_umask(staging)
     size = sum(p.stat().st_size for p in args.output.rglob("*") if p.is_file()) / 1e6
     print(f"wrote {args.output}: {len(chosen)} clips ({(chosen.split == 'train').sum()} train), "
           f"{len(trials)} trials, {size:.1f} MB")

@@ -10,12 +10,12 @@ a fine-tune that loses general speaker knowledge shows it here. LibriSpeech is C
 
 import argparse
 import itertools
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import soundfile as sf
+
+from eisv_io.staged_folders import apply_umask, staged_folder
 
 PER_SPEAKER = 4
 MAX_SECONDS = 8.0
@@ -40,24 +40,20 @@ def main():
     args = parser.parse_args()
     metadata = pd.read_csv(args.source / "metadata.csv").sort_values("file_name")
     chosen = metadata.groupby("speaker").head(PER_SPEAKER).reset_index(drop=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=args.output.parent))
-    for index, row in chosen.iterrows():
-        audio, rate = sf.read(args.source / row.file_name, dtype="int16")
-        audio = audio[: int(MAX_SECONDS * rate)]
-        (staging / row.file_name).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(staging / row.file_name, audio, rate, format="FLAC", subtype="PCM_16")
-        chosen.loc[index, "duration_s"] = round(len(audio) / rate, 3)
-    chosen.to_csv(staging / "metadata.csv", index=False)
-    trials = [dict(corpus="librispeech", enroll=a.file_name, test=b.file_name, label=int(a.speaker == b.speaker),
-                   condition="same_emotion" if a.speaker == b.speaker else "nontarget_same_emotion")
-              for a, b in itertools.combinations(list(chosen.itertuples()), 2)]
-    pd.DataFrame(trials).to_csv(staging / "trials.csv", index=False)
-    (staging / "LICENSE.md").write_text(LICENSE)
-    staging.chmod(0o755)
-    if args.output.exists():
-        shutil.rmtree(args.output)
-    staging.rename(args.output)
+    with staged_folder(args.output) as staging:  # the old folder stays until the new one is complete
+        for index, row in chosen.iterrows():
+            audio, rate = sf.read(args.source / row.file_name, dtype="int16")
+            audio = audio[: int(MAX_SECONDS * rate)]
+            (staging / row.file_name).parent.mkdir(parents=True, exist_ok=True)
+            sf.write(staging / row.file_name, audio, rate, format="FLAC", subtype="PCM_16")
+            chosen.loc[index, "duration_s"] = round(len(audio) / rate, 3)
+        chosen.to_csv(staging / "metadata.csv", index=False)
+        trials = [dict(corpus="librispeech", enroll=a.file_name, test=b.file_name, label=int(a.speaker == b.speaker),
+                       condition="same_emotion" if a.speaker == b.speaker else "nontarget_same_emotion")
+                  for a, b in itertools.combinations(list(chosen.itertuples()), 2)]
+        pd.DataFrame(trials).to_csv(staging / "trials.csv", index=False)
+        (staging / "LICENSE.md").write_text(LICENSE)
+        apply_umask(staging)
     size = sum(p.stat().st_size for p in args.output.rglob("*") if p.is_file()) / 1e6
     print(f"wrote {args.output}: {len(chosen)} clips, {len(trials)} trials, {size:.1f} MB")
 
