@@ -41,7 +41,7 @@ def convert(kind: str, source, output: Path, overwrite: bool = False) -> Path:
         return convert_speechbrain(source, output, overwrite)
     from modeling_eisv.convert_resemblyzer import convert as convert_resemblyzer
 
-    options = {"overwrite": True} if overwrite else {}
+    options = {"overwrite": overwrite}
     if source is not None:
         options["wheel" if str(source).endswith(".whl") else "weights"] = Path(source)
     return convert_resemblyzer(output, **options)
