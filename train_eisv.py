@@ -28,7 +28,7 @@ from eisv_training.candidates import CandidateJudge
 from eisv_training.checkpoints import save_checkpoint
 from eisv_training.data import load_training_data, resolve_defaults
 from eisv_training.export import finalize_model_folder, push_folder
-from eisv_training.forgetting import TeacherAnchor, parameter_groups
+from eisv_training.forgetting import StartingPointPenalty, TeacherAnchor, parameter_groups
 from eisv_training.interrupt import StopRequest
 from eisv_training.loader import EpochTaggedBatches, RowIndices, collator_and_sampler
 from eisv_training.run_folder import check_output_dir, check_push_access, quiet_libraries, resume_state
@@ -99,6 +99,7 @@ def train(argv=None):
     groups = parameter_groups(model, model.config.encoder_type, args.learning_rate, model_args.layer_lr_decay,
                               model_args.freeze_layers)
     encoder_parameters = [p for p in model.eisv.parameters() if p.requires_grad]
+    l2sp = StartingPointPenalty(model.to(accelerator.device)) if model_args.l2sp_weight else None
 
     # -- optimizer and schedules (stepped per optimizer step) ----------------------------------
     steps_per_epoch = max(1, len(sampler) // args.gradient_accumulation_steps)
@@ -171,6 +172,9 @@ def train(argv=None):
                                                   neutral_rows)
                         kd_loss = teacher.loss(output.embeddings, anchors)
                         loss = loss + model_args.kd_weight * kd_loss
+                    if l2sp is not None:
+                        l2sp_loss = l2sp(network)
+                        loss = loss + model_args.l2sp_weight * l2sp_loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     if state.global_step < head_only_steps:  # LP-FT: the head learns first, the encoder waits
@@ -200,6 +204,8 @@ def train(argv=None):
                             "data_wait_fraction": timing["wait"] / max(timing["total"], 1e-9)}
                     if teacher is not None:
                         logs["kd_loss"] = kd_loss.item()
+                    if l2sp is not None:
+                        logs["l2sp_distance"] = l2sp_loss.item()
                     accelerator.log(logs, step=step)
                     # The pace since this process started, evaluations included, so the ETA is of the whole run.
                     elapsed = time.perf_counter() - clock

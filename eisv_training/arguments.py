@@ -79,6 +79,10 @@ class ModelArguments:
     erl_weight: float = field(default=1.0, metadata={
         "help": "Weight λ of the ERL loss λ·(1 − cos) on parallel pairs; 0 = off (the paper's baseline). 1.0 won the "
                 "GE2E sweep on validation speakers (results/ablation; ECAPA from scratch preferred 3.0)."})
+    aam_weight: float = field(default=1.0, metadata={
+        "help": "Weight of the AAM-softmax speaker-classification loss. 0 = emotion invariance only: the ERL pair "
+                "loss and the teacher anchor (e.g. --kd_anchor neutral) train the encoder, which never learns to "
+                "tell the training speakers apart (no head warm-up then)."})
     freeze_layers: int = field(default=0, metadata={
         "help": "Freeze the lowest N layers of the encoder (GE2E: LSTM layers, then the projection; ECAPA: the "
                 "input block, the SE-Res2 blocks, the aggregation, the pooling, the embedding layer)."})
@@ -98,6 +102,9 @@ class ModelArguments:
         "help": "same_input: the teacher's embedding of the same (unmasked) input; neutral: the teacher's mean "
                 "embedding of the same speaker's plain neutral crops in the batch (the same input where the "
                 "batch has none) — ERL against a fixed anchor instead of another moving embedding."})
+    l2sp_weight: float = field(default=0.0, metadata={
+        "help": "L2-SP (Li et al. 2018): adds α·Σ(θ − θ_start)² over the encoder's parameters to the loss, a pull "
+                "towards the starting weights instead of towards 0 (0 = off)."})
     interpolate_alphas: Optional[str] = field(default=None, metadata={
         "help": "Weight-space interpolation with the start (WiSE-FT): after training, α·θ_last + (1 − α)·θ_start for "
                 "each comma-separated α (e.g. '0.25,0.5,0.75') is scored on the selection lists and competes with "
@@ -197,7 +204,15 @@ def validate(data, model, recipe, training):
     if model.kd_weight is None:
         model.kd_weight = 10.0 if fine_tuning else 0.0
     if model.head_warmup_epochs is None:
-        model.head_warmup_epochs = 2.0 if fine_tuning else 0.0
+        model.head_warmup_epochs = 2.0 if fine_tuning and model.aam_weight > 0 else 0.0
+    if model.aam_weight < 0 or model.l2sp_weight < 0:
+        fail("aam_weight", "--aam_weight and --l2sp_weight must be >= 0")
+    if model.aam_weight == 0 and model.head_warmup_epochs > 0:
+        fail("head_warmup_epochs", "warms up the AAM head, which --aam_weight 0 does not train; leave it out")
+    if model.aam_weight == 0 and not (model.erl_weight or model.kd_weight):
+        fail("aam_weight", "0 with --erl_weight 0 and --kd_weight 0 leaves nothing to train")
+    if model.l2sp_weight and model.init_from == "scratch":
+        fail("l2sp_weight", "needs a pretrained starting model (--init_from), not scratch")
     if model.kd_anchor not in ("same_input", "neutral"):
         fail("kd_anchor", "choose same_input or neutral")
     if model.kd_weight and model.init_from == "scratch":

@@ -143,7 +143,8 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
                        "selected": best.name, "kd_weight": model_args.kd_weight, "kd_anchor": model_args.kd_anchor,
                        "freeze_layers": model_args.freeze_layers, "layer_lr_decay": model_args.layer_lr_decay,
                        "head_warmup_epochs": model_args.head_warmup_epochs, "interpolate_alphas": model_args.interpolate_alphas,
-                       "speed_perturb": data.speed_perturb},
+                       "speed_perturb": data.speed_perturb, "aam_weight": model_args.aam_weight,
+                       "l2sp_weight": model_args.l2sp_weight},
             "results": results,
             "commands": ["python train_eisv.py " + shlex.join(sys.argv[1:] if argv is None else argv)],
         }

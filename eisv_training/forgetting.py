@@ -93,3 +93,23 @@ class TeacherAnchor(nn.Module):
     def loss(self, student_embeddings, anchors) -> torch.Tensor:
         """mean(1 − cos(student, anchor)) over the rows."""
         return (1.0 - nn.functional.cosine_similarity(student_embeddings.float(), anchors, dim=-1)).mean()
+
+
+class StartingPointPenalty(nn.Module):
+    """L2-SP (Li, Grandvalet & Davoine, ICML 2018): Σ(θ − θ_start)² over the encoder's trainable parameters,
+    a pull towards the starting weights instead of weight decay's pull towards 0. The head is new and free.
+    The starting values are copied once, onto the parameters' device."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.names = [name for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIX) and p.requires_grad]
+        if not self.names:
+            raise ValueError("StartingPointPenalty: the model has no trainable encoder parameters")
+        parameters = dict(model.named_parameters())
+        self.start = [parameters[name].detach().clone() for name in self.names]
+
+    def forward(self, model: nn.Module) -> torch.Tensor:
+        """-> scalar float32: the squared distance of the encoder from its start."""
+        parameters = dict(model.named_parameters())
+        return sum(((parameters[name].float() - start.float()) ** 2).sum()
+                   for name, start in zip(self.names, self.start))

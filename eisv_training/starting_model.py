@@ -32,7 +32,7 @@ def mixed_precision(requested: str, encoder_type: str) -> str:
 def build_model(model_args, num_speakers, output_dir, accelerator):
     """-> (EISVForSpeakerVerification with a fresh head for `num_speakers`, its feature extractor)."""
     overrides = dict(num_speakers=num_speakers, aam_margin=model_args.aam_margin, aam_scale=model_args.aam_scale,
-                     erl_weight=model_args.erl_weight)
+                     erl_weight=model_args.erl_weight, aam_weight=model_args.aam_weight)
     source = model_args.init_from
     if source == "resemblyzer":
         from modeling_eisv.convert_resemblyzer import convert

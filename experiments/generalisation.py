@@ -51,6 +51,17 @@ PROTECTIONS = {
                                "--kd_anchor", "same_input"],
     # Layer-wise learning rates, with LP-FT (round 2's fix for runaways).
     "lpft-llrd-0.5": ["--head_warmup_epochs", "2", "--layer_lr_decay", "0.5"],
+    # Third round: emotion invariance only (no speaker classification: the ERL pairs and a teacher anchor on
+    # the speaker's neutral speech are the whole loss), L2-SP on top of the chosen protection, and the
+    # smallest fine-tune (every LSTM layer frozen, the projection alone).
+    "inv-kd-neutral-10": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral"],
+    "inv-kd-neutral-3": ["--aam_weight", "0", "--kd_weight", "3", "--kd_anchor", "neutral"],
+    "lpft-kd-same-10-l2sp-0.01": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input",
+                                  "--l2sp_weight", "0.01"],
+    "lpft-kd-same-10-l2sp-0.1": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input",
+                                 "--l2sp_weight", "0.1"],
+    "lpft-kd-same-10-freeze-3": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input",
+                                 "--freeze_layers", "3"],
 }
 # Old runs (results/ablation/json) that skipped non-finite steps in bf16: row 1 seeds 1 (10 steps) and
 # 2 (15), row 2 seed 2 (14). Re-run in bf16 and in float32.

@@ -77,6 +77,10 @@ class EISVConfig(PretrainedConfig):
         erl_weight (`float`, *optional*, defaults to 0.0):
             Weight λ of the emotion-robust loss λ·(1 − cos(e₁, e₂)) over the parallel pairs a
             batch marks. 0 disables it (the paper's baseline).
+        aam_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the AAM-softmax speaker-classification loss in `loss`. 0 trains on the
+            pair loss (and whatever a training loop adds) only: emotion invariance without
+            learning to tell the training speakers apart.
         verification_threshold (`float`, *optional*):
             Cosine-score threshold for an accept decision, set by training at the dev-set EER
             point. `None` when the model was never calibrated. Used for decisions only when the
@@ -130,6 +134,7 @@ class EISVConfig(PretrainedConfig):
         aam_margin=0.2,
         aam_scale=30.0,
         erl_weight=0.0,
+        aam_weight=1.0,
         verification_threshold=None,
         calibration_scale=None,
         calibration_offset=None,
@@ -162,6 +167,7 @@ class EISVConfig(PretrainedConfig):
         self.aam_margin = aam_margin
         self.aam_scale = aam_scale
         self.erl_weight = erl_weight
+        self.aam_weight = aam_weight
         self.verification_threshold = verification_threshold
         self.calibration_scale = calibration_scale
         self.calibration_offset = calibration_offset
@@ -220,6 +226,8 @@ class EISVConfig(PretrainedConfig):
             fail("aam_scale", "must be positive")
         if self.erl_weight < 0:
             fail("erl_weight", "must be >= 0")
+        if not self.aam_weight >= 0:
+            fail("aam_weight", "must be >= 0")
         if (self.calibration_scale is None) != (self.calibration_offset is None):
             fail("calibration_scale", "calibration_scale and calibration_offset are set together or not at all")
         if self.calibration_scale is not None:

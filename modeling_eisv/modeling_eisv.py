@@ -40,7 +40,7 @@ class EISVModelOutput(ModelOutput):
 class EISVSpeakerVerificationOutput(ModelOutput):
     """
     Args:
-        loss (`torch.FloatTensor`, scalar): `aam_loss + erl_weight * erl_loss`, when `labels` are given.
+        loss (`torch.FloatTensor`, scalar): `aam_weight * aam_loss + erl_weight * erl_loss`, when `labels` are given.
         aam_loss (`torch.FloatTensor`, scalar): AAM-softmax cross-entropy over all rows.
         erl_loss (`torch.FloatTensor`, scalar): mean 1 - cos over the parallel pairs (unweighted).
         logits (`torch.FloatTensor` of shape `(batch, num_speakers)`): scaled cosines to each speaker.
@@ -200,6 +200,6 @@ class EISVForSpeakerVerification(EISVPreTrainedModel):
         loss = pair_loss = None
         if labels is not None:
             pair_loss = erl_loss(embeddings, pair_index)
-            loss = aam_loss + self.config.erl_weight * pair_loss
+            loss = self.config.aam_weight * aam_loss + self.config.erl_weight * pair_loss
         return EISVSpeakerVerificationOutput(loss=loss, aam_loss=aam_loss, erl_loss=pair_loss, logits=logits,
                                              embeddings=embeddings)
