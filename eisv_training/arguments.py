@@ -10,8 +10,12 @@ import yaml
 from transformers import HfArgumentParser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT / "data" / "emodb-mini"
-BUNDLED_NEUTRAL_TRIALS = REPO_ROOT / "data" / "librispeech-mini" / "trials.csv"
+# The bundled default data: data/ of a clone (or an editable install), else its copy inside the wheel
+# (pyproject.toml maps data/ to the package eisv_training.bundled_data), so a normal install trains too.
+BUNDLED_DATA = next(p for p in (REPO_ROOT / "data", Path(__file__).resolve().parent / "bundled_data")
+                    if (p / "emodb-mini").is_dir() or p.name == "bundled_data")
+DEFAULT_DATA = BUNDLED_DATA / "emodb-mini"
+BUNDLED_NEUTRAL_TRIALS = BUNDLED_DATA / "librispeech-mini" / "trials.csv"
 
 
 @dataclass
@@ -79,10 +83,12 @@ class ModelArguments:
     erl_weight: float = field(default=1.0, metadata={
         "help": "Weight λ of the ERL loss λ·(1 − cos) on parallel pairs; 0 = off (the paper's baseline). 1.0 won the "
                 "GE2E sweep on validation speakers (results/ablation; ECAPA from scratch preferred 3.0)."})
-    aam_weight: float = field(default=1.0, metadata={
+    aam_weight: Optional[float] = field(default=None, metadata={
         "help": "Weight of the AAM-softmax speaker-classification loss. 0 = emotion invariance only: the ERL pair "
-                "loss and the teacher anchor (e.g. --kd_anchor neutral) train the encoder, which never learns to "
-                "tell the training speakers apart (no head warm-up then)."})
+                "loss and the teacher anchor train the encoder, which never learns to tell the training speakers "
+                "apart (no head warm-up then). Default: 0 when fine-tuning (with --kd_weight 10 --kd_anchor "
+                "neutral, the protection chosen on validation data in the third round: README, "
+                "results/generalisation), 1 from scratch."})
     freeze_layers: int = field(default=0, metadata={
         "help": "Freeze the lowest N layers of the encoder (GE2E: LSTM layers, then the projection; ECAPA: the "
                 "input block, the SE-Res2 blocks, the aggregation, the pooling, the embedding layer)."})
@@ -92,16 +98,17 @@ class ModelArguments:
     head_warmup_epochs: Optional[float] = field(default=None, metadata={
         "help": "Train only the new AAM-softmax head for the first N epochs, the encoder frozen, then everything "
                 "(LP-FT, Kumar et al. 2022): a random head's first gradients otherwise distort the pretrained "
-                "encoder (the validation EER rises in epoch 1). Default: 2 when fine-tuning, 0 from scratch "
-                "(with --kd_weight 10, the protection chosen on validation data: README, results/generalisation)."})
+                "encoder (the validation EER rises in epoch 1). Default: 2 when fine-tuning with the AAM loss on "
+                "(--aam_weight > 0), else 0."})
     kd_weight: Optional[float] = field(default=None, metadata={
         "help": "Weight of the teacher anchor λ_kd·(1 − cos(student(x), anchor)): a frozen copy of the starting "
                 "encoder gives the anchor. Default: 10 when fine-tuning (0 of 27 teacher-anchored GE2E runs ran "
                 "away, against 7 of 28 without), 0 from scratch."})
-    kd_anchor: str = field(default="same_input", metadata={
+    kd_anchor: Optional[str] = field(default=None, metadata={
         "help": "same_input: the teacher's embedding of the same (unmasked) input; neutral: the teacher's mean "
                 "embedding of the same speaker's plain neutral crops in the batch (the same input where the "
-                "batch has none) — ERL against a fixed anchor instead of another moving embedding."})
+                "batch has none) — ERL against a fixed anchor instead of another moving embedding. Default: "
+                "neutral when --aam_weight is 0, else same_input."})
     l2sp_weight: float = field(default=0.0, metadata={
         "help": "L2-SP (Li et al. 2018): adds α·Σ(θ − θ_start)² over the encoder's parameters to the loss, a pull "
                 "towards the starting weights instead of towards 0 (0 = off)."})
@@ -201,6 +208,10 @@ def validate(data, model, recipe, training):
         raise SystemExit(f"train_eisv: --{flag}: {message}")
 
     fine_tuning = model.init_from != "scratch"
+    if model.aam_weight is None:
+        model.aam_weight = 0.0 if fine_tuning else 1.0
+    if model.kd_anchor is None:
+        model.kd_anchor = "neutral" if model.aam_weight == 0 else "same_input"
     if model.kd_weight is None:
         model.kd_weight = 10.0 if fine_tuning else 0.0
     if model.head_warmup_epochs is None:

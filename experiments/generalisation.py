@@ -56,6 +56,7 @@ PROTECTIONS = {
     # smallest fine-tune (every LSTM layer frozen, the projection alone).
     "inv-kd-neutral-10": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral"],
     "inv-kd-neutral-3": ["--aam_weight", "0", "--kd_weight", "3", "--kd_anchor", "neutral"],
+    "inv-kd-neutral-30": ["--aam_weight", "0", "--kd_weight", "30", "--kd_anchor", "neutral"],
     "lpft-kd-same-10-l2sp-0.01": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input",
                                   "--l2sp_weight", "0.01"],
     "lpft-kd-same-10-l2sp-0.1": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input",

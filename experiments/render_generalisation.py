@@ -32,7 +32,8 @@ def spread(values, digits=2):
 def metrics(run):
     test = run["test"] or {}
     neutral = run["validation"]["results"].get("neutral_trials", {}).get("overall", {}).get("eer")
-    return {"all": test.get("overall", {}).get("eer"), "ravdess": test.get("by_corpus", {}).get("ravdess", {}).get("eer"),
+    return {"all": test.get("overall", {}).get("eer"), "min_dcf": test.get("overall", {}).get("min_dcf_0.01"),
+            "n_vs_e": test.get("by_condition", {}).get("neutral_vs_emotional", {}).get("eer"), "ravdess": test.get("by_corpus", {}).get("ravdess", {}).get("eer"),
             "emodb": test.get("by_corpus", {}).get("emodb", {}).get("eer"), "neutral": neutral,
             "score": run["validation"]["best_eer"], "fine_tuned": run["validation"]["selected"] != "start",
             "skipped": len(run["non_finite"]),
@@ -43,19 +44,22 @@ def line(name, flags, runs):
     m = [metrics(r) for r in runs]
     chosen = sum(x["fine_tuned"] for x in m)
     return (f"| {name} | {flags} | {len(runs)} | {chosen} of {len(runs)} | {spread([x['score'] for x in m], 3)} | "
-            f"{spread([x['all'] for x in m])} | {spread([x['ravdess'] for x in m])} | {spread([x['emodb'] for x in m])} "
-            f"| {spread([x['neutral'] for x in m])} | {sum(x['runaway'] for x in m)} |")
+            f"{spread([x['all'] for x in m])} | {spread([x['min_dcf'] for x in m], 3)} | {spread([x['ravdess'] for x in m])} "
+            f"| {spread([x['emodb'] for x in m])} | {spread([x['n_vs_e'] for x in m])} | {spread([x['neutral'] for x in m])} "
+            f"| {sum(x['runaway'] for x in m)} |")
 
 
-HEADER = ("| {what} | flags | seeds | fine-tune selected | selection score | dev EER ALL | RAVDESS | EmoDB | neutral | "
-          "runaways |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+HEADER = ("| {what} | flags | seeds | fine-tune selected | selection score | dev EER ALL | dev minDCF(0.01) | RAVDESS | "
+          "EmoDB | neutral vs emotional | neutral check | runaways |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def render(output: Path) -> str:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted((output / "json").glob("*.json"))}
     start = runs.pop("ge2e-start")
-    base = (f"| pretrained GE2E (the start) | — | — | — | 0 | {start['test']['overall']['eer']:.2f} | "
-            f"{start['test']['by_corpus']['ravdess']['eer']:.2f} | {start['test']['by_corpus']['emodb']['eer']:.2f} | "
+    test = start["test"]
+    base = (f"| pretrained GE2E (the start) | — | — | — | 0 | {test['overall']['eer']:.2f} | "
+            f"{test['overall']['min_dcf_0.01']:.3f} | {test['by_corpus']['ravdess']['eer']:.2f} | "
+            f"{test['by_corpus']['emodb']['eer']:.2f} | {test['by_condition']['neutral_vs_emotional']['eer']:.2f} | "
             f"{start['neutral']['overall']['eer']:.2f} | — |")
     chosen = json.loads((output / "chosen.json").read_text())["protection"]
     parts = ["#### Protections against forgetting (full recipe + each protection; GE2E, seeds 0-2)", "",
@@ -65,12 +69,19 @@ def render(output: Path) -> str:
         if len(found) == 3:
             parts.append(line(name + (" (chosen)" if name == chosen else ""), f"`{' '.join(flags)}`" if flags else "",
                               found))
-    parts += ["", f"#### The paper's rows with the chosen protection ({chosen})", "", HEADER.format(what="row"), base]
-    for row, title in ROW_NAMES.items():
-        prefix = f"ge2e-protect-{chosen}-seed" if row == 4 else f"ge2e-{chosen}-row{row}-seed"
-        found = [r for k, r in runs.items() if k.startswith(prefix)]
-        if found:
-            parts.append(line(title, "", found))
+    # The rows with every protection they were run with (the chosen one first): each was chosen in its round.
+    with_rows = sorted({name for name in PROTECTIONS if any(k.startswith(f"ge2e-{name}-row") for k in runs)},
+                       key=lambda name: name != chosen)
+    for protection in with_rows:
+        label = "the chosen protection" if protection == chosen else "an earlier round's choice"
+        parts += ["", f"#### The paper's rows with {label} ({protection})", "", HEADER.format(what="row"), base]
+        for row, title in ROW_NAMES.items():
+            prefix = f"ge2e-protect-{protection}-seed" if row == 4 else f"ge2e-{protection}-row{row}-seed"
+            found = [r for k, r in runs.items() if k.startswith(prefix)]
+            if row == 1 and "--aam_weight" in PROTECTIONS[protection]:
+                title = "1. baseline (no AAM here: the teacher anchor alone)"
+            if found:
+                parts.append(line(title, "", found))
     parts += ["", "#### GE2E numerics: the old runs that skipped non-finite steps, again in bf16 and in float32", "",
               "| run | precision | skipped non-finite steps | parameters with non-finite gradients | "
               "validation EER of the selected epoch |", "|---|---|---:|---|---:|"]

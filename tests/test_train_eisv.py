@@ -279,3 +279,22 @@ def test_a_finished_runs_checkpoint_resumes_into_a_new_output_dir(reference_run,
     results = json.loads((tmp_path / "elsewhere" / "model" / "training_results.json").read_text())
     assert results["selected"] == json.loads((reference_run["dir"] / "model" / "training_results.json")
                                              .read_text())["selected"]
+
+
+@pytest.mark.slow
+def test_eisv_train_runs_from_a_normal_install(tmp_path):
+    """A wheel installed elsewhere (not the clone, not editable) finds its bundled default data and trains."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                    str(REPO)], check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    *map(str, wheels.glob("eisv-*.whl"))], check=True, capture_output=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run([sys.executable, "-c", "import train_eisv, eisv_training.arguments as a; "
+                            "print(train_eisv.__file__); print(a.DEFAULT_DATA)"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert all(Path(p).is_relative_to(target) for p in where), where
+    result = subprocess.run([sys.executable, "-m", "train_eisv", *TINY, "--output_dir", str(tmp_path / "run"),
+                             "--max_steps", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
