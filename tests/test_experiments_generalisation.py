@@ -31,7 +31,11 @@ def test_the_tables_come_from_the_json():
     text = render_generalisation.render(RESULTS)
     start = json.loads((RESULTS / "json" / "ge2e-start.json").read_text())
     assert f"| {start['test']['overall']['eer']:.2f} |" in text
-    assert "lpft-kd-same-10 (chosen)" in text and "| bf16 | 10 |" in text and "| float32 | 0 |" in text
+    chosen = json.loads((RESULTS / "chosen.json").read_text())["protection"]
+    assert f"{chosen} (chosen)" in text and "| bf16 | 10 |" in text and "| float32 | 0 |" in text
+    # the rows with every protection they were run with, the chosen one first, each under its own heading
+    assert text.index(f"rows with the chosen protection ({chosen})") < text.index("an earlier round's choice (lpft-kd-same-10)")
+    assert "1. baseline (no AAM here: the teacher anchor alone)" in text
 
 
 def test_a_fine_tune_ships_only_when_it_passes_every_check():
