@@ -19,7 +19,7 @@ Usage: `eisv-convert --from transformers DIR_OR_HUB_ID --output OUT [--overwrite
 
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModel, AutoModelForAudioXVector, Wav2Vec2FeatureExtractor
+from transformers import AutoConfig, AutoModel, AutoModelForAudioXVector, PretrainedConfig, Wav2Vec2FeatureExtractor
 
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
@@ -46,7 +46,7 @@ def read_source_config(source, **hub_kwargs):
 def is_transformers_speech_model(source) -> bool:
     """Whether `source` (folder or Hub id) is a checkpoint of a supported transformers speech backbone."""
     try:
-        config_dict, _ = AutoConfig.get_config_dict(str(source))
+        config_dict, _ = PretrainedConfig.get_config_dict(str(source))
     except (OSError, ValueError):
         return False
     return config_dict.get("model_type") in SUPPORTED_MODEL_TYPES
