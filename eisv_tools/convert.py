@@ -3,6 +3,8 @@
 Usage:
     eisv-convert --from speechbrain DIR_OR_HUB_ID --output OUT [--overwrite]   # ECAPA-TDNN (spkrec-ecapa-voxceleb)
     eisv-convert --from resemblyzer [pretrained.pt | WHEEL] --output OUT [--overwrite]   # GE2E; default: installed
+    eisv-convert --from transformers DIR_OR_HUB_ID --output OUT [--overwrite]   # WavLM / wav2vec2 / HuBERT /
+        UniSpeech-SAT: a *ForXVector checkpoint keeps its head (same embeddings), any other gets a new one
 
 The output folder (`model.safetensors`, `config.json`, `preprocessor_config.json`, remote code)
 loads with `AutoModel.from_pretrained(OUT, trust_remote_code=True)` and is a `--init_from` for
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-SOURCES = ("speechbrain", "resemblyzer")
+SOURCES = ("speechbrain", "resemblyzer", "transformers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +41,10 @@ def convert(kind: str, source, output: Path, overwrite: bool = False) -> Path:
         from modeling_eisv.convert_speechbrain import convert as convert_speechbrain
 
         return convert_speechbrain(source, output, overwrite)
+    if kind == "transformers":
+        from modeling_eisv.convert_transformers import convert as convert_transformers
+
+        return convert_transformers(source, output, overwrite)
     from modeling_eisv.convert_resemblyzer import convert as convert_resemblyzer
 
     options = {"overwrite": overwrite}
@@ -50,8 +56,8 @@ def convert(kind: str, source, output: Path, overwrite: bool = False) -> Path:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.kind == "speechbrain" and args.source is None:
-        parser.error("--from speechbrain needs the SpeechBrain model folder or Hub id")
+    if args.kind in ("speechbrain", "transformers") and args.source is None:
+        parser.error(f"--from {args.kind} needs the model folder or Hub id")
     try:
         path = convert(args.kind, args.source, args.output, args.overwrite)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, yaml.YAMLError) as error:

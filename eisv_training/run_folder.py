@@ -7,8 +7,8 @@ from .checkpoints import CheckpointError, latest_checkpoint, load_checkpoint, re
 from .training_state import TrainingState
 
 # What a run writes into --output_dir; --overwrite_output_dir removes these (and nothing else).
-RUN_ARTEFACTS = ("checkpoints", "best_model", "model", "eisv", "init-resemblyzer", "validation_trials.csv",
-                 "bad_rows.csv", "bad_rows_validation.csv")
+RUN_ARTEFACTS = ("checkpoints", "best_model", "model", "eisv", "init-resemblyzer", "init-transformers",
+                 "validation_trials.csv", "bad_rows.csv", "bad_rows_validation.csv")
 
 
 def check_output_dir(output_dir: Path, resume=None, overwrite=False):

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVForSpeakerVerification
+from modeling_eisv.convert_transformers import is_transformers_speech_model
 
 
 def starting_encoder_type(model_args) -> str:
@@ -14,6 +15,8 @@ def starting_encoder_type(model_args) -> str:
         return "ge2e_lstm"
     if model_args.init_from == "scratch":
         return model_args.encoder_type
+    if is_transformers_speech_model(model_args.init_from):
+        return "ssl_backbone"
     try:
         return EISVConfig.from_pretrained(model_args.init_from).encoder_type
     except Exception as error:
@@ -40,6 +43,13 @@ def build_model(model_args, num_speakers, output_dir, accelerator):
         source = Path(output_dir) / "init-resemblyzer"
         if accelerator.is_main_process:
             convert(source)
+        accelerator.wait_for_everyone()
+    elif source != "scratch" and is_transformers_speech_model(source):  # WavLM, wav2vec2, ...: eisv-convert's way
+        from modeling_eisv.convert_transformers import convert
+
+        source = Path(output_dir) / "init-transformers"
+        if accelerator.is_main_process:
+            convert(model_args.init_from, source, overwrite=True, embedding_size=model_args.embedding_size)
         accelerator.wait_for_everyone()
     if source == "scratch":
         config = EISVConfig(encoder_type=model_args.encoder_type, ecapa_channels=model_args.ecapa_channels,

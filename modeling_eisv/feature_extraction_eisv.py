@@ -1,5 +1,5 @@
-"""Waveform -> frame features for EISV encoders: Kaldi-style log fbank (ECAPA), GE2E power mel, or
-SpeechBrain's dB fbank (ECAPA converted from SpeechBrain)."""
+"""Waveform -> frame features for EISV encoders: Kaldi-style log fbank (ECAPA), GE2E power mel,
+SpeechBrain's dB fbank (ECAPA converted from SpeechBrain), or the waveform itself (speech backbones)."""
 
 import math
 
@@ -15,7 +15,7 @@ logger = logging.get_logger(__name__)
 
 # Waveforms with a channel axis of at most this many entries are treated as multi-channel audio.
 _MAX_CHANNELS = 8
-FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
+FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank", "waveform")
 
 
 def speechbrain_mel_filters(num_bins: int, num_mels: int, sampling_rate: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     Turns 16 kHz speech into `input_features` (batch, frames, mel bins) and a frame-level
     `attention_mask` (batch, frames), 1 for real frames and 0 for padding.
 
-    Three frontends, all with a 10 ms frame step:
+    Four frontends, all with a 10 ms frame step:
 
     - `"kaldi_fbank"` (ECAPA-TDNN): 25 ms frames taken inside the signal (Kaldi's `snip_edges`, so
       `1 + (samples - 400) // 160` frames at 16 kHz), DC removal, pre-emphasis 0.97, Povey window,
@@ -54,6 +54,11 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
       frames), 400-point FFT, power, SpeechBrain's triangular mel filters from 0 Hz to Nyquist,
       `10 * log10(max(x, 1e-10))` floored at 80 dB below the utterance's maximum (over its real
       frames and all bands), then the utterance mean is subtracted over real frames. No pre-emphasis.
+    - `"waveform"` (transformers speech backbones, `ssl_backbone`): `input_features` are the samples
+      themselves, (batch, samples), with an `attention_mask` over samples; with `do_normalize` each
+      utterance is scaled to zero mean and unit variance over its real samples, as transformers'
+      `Wav2Vec2FeatureExtractor(do_normalize=True)` does (padding stays `padding_value`). Its frame
+      grid (used by emotion-aware masking only) is `kaldi_fbank`'s: 25 ms frames every 10 ms.
 
     Input: one waveform or a list of them, each a 1-D array, list or tensor of samples at
     16 kHz. Floats are taken as they are (nominally in [-1, 1]); int16 / int32 / uint8 PCM is
@@ -79,16 +84,19 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             does not apply it. A waveform in which the detector keeps less than 0.3 s is left
             untrimmed, with a warning: never an empty clip.
         vad_aggressiveness (`int`, defaults to 3): WebRTC VAD mode, 0 (keeps most) to 3 (resemblyzer's).
+        do_normalize (`bool`, defaults to True): `waveform` only: zero-mean unit-variance per utterance
+            (set it as the backbone's checkpoint was trained: its `preprocessor_config.json`).
     """
 
     model_input_names = ["input_features", "attention_mask"]
 
     def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0,
-                 min_level_dbfs="default", trim_long_silences=False, vad_aggressiveness=3, **kwargs):
+                 min_level_dbfs="default", trim_long_silences=False, vad_aggressiveness=3, do_normalize=True,
+                 **kwargs):
         if feature_type not in FEATURE_TYPES:
             raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose one of {FEATURE_TYPES}")
         if feature_size is None:
-            feature_size = 40 if feature_type == "ge2e_mel" else 80
+            feature_size = {"ge2e_mel": 40, "waveform": 1}.get(feature_type, 80)
         kwargs.setdefault("return_attention_mask", True)
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.feature_type = feature_type
@@ -101,6 +109,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"EISVFeatureExtractor: trim_long_silences needs 8, 16, 32 or 48 kHz; got {sampling_rate}")
         self.trim_long_silences = bool(trim_long_silences)
         self.vad_aggressiveness = int(vad_aggressiveness)
+        self.do_normalize = bool(do_normalize)
         self.win_length = int(round(0.025 * sampling_rate))  # 400 samples
         self.hop_length = sampling_rate // 100  # 160 samples
         self.center = feature_type in ("ge2e_mel", "speechbrain_fbank")
@@ -113,6 +122,8 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             self.n_fft = self.win_length
             filters = speechbrain_mel_filters(self.n_fft // 2 + 1, feature_size, sampling_rate)
             window = torch.hamming_window(self.win_length)
+        elif feature_type == "waveform":  # no spectrum: only the frame grid, for emotion-aware masking
+            self.n_fft, filters, window = self.win_length, np.zeros((0, 0)), torch.ones(self.win_length)
         else:
             self.n_fft = self.win_length
             filters = mel_filter_bank(self.n_fft // 2 + 1, feature_size, 0.0, sampling_rate / 2, sampling_rate,
@@ -234,7 +245,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             num_samples: (batch,) real samples of each row.
         Returns:
             features (batch, frames, feature_size) float32, padded frames set to `padding_value`;
-            attention_mask (batch, frames) int32.
+            attention_mask (batch, frames) int32. For the `waveform` frontend: (batch, samples) both.
         """
         device = waveforms.device
         waveforms = waveforms.float()
@@ -243,6 +254,8 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             rms = (waveforms.pow(2).sum(-1) / num_samples.clamp_min(1)).sqrt().clamp_min(1e-10)
             gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
             waveforms = waveforms * gain.unsqueeze(-1)
+        if self.feature_type == "waveform":
+            return self._normalized_waveforms(waveforms, num_samples)
         frames = self.frame_waveforms(waveforms)  # (B, T, win)
         lengths = self.num_frames_tensor(num_samples)
         frames = frames[:, : int(lengths.max())]
@@ -270,12 +283,24 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         features = features.masked_fill(~mask.unsqueeze(-1), self.padding_value)
         return features, mask.int()
 
+    def _normalized_waveforms(self, waveforms: torch.Tensor, num_samples: torch.Tensor):
+        """The `waveform` frontend: (batch, samples) float32 (normalised when `do_normalize`) and the
+        (batch, samples) int32 mask; padded samples set to `padding_value`."""
+        mask = torch.arange(waveforms.shape[1], device=waveforms.device)[None, :] < num_samples[:, None]
+        if self.do_normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm, over the real samples
+            count = num_samples.clamp_min(1)[:, None].float()
+            mean = (waveforms * mask).sum(-1, keepdim=True) / count
+            variance = ((waveforms - mean).pow(2) * mask).sum(-1, keepdim=True) / count
+            waveforms = (waveforms - mean) / torch.sqrt(variance + 1e-7)
+        return waveforms.masked_fill(~mask, self.padding_value), mask.int()
+
     def __call__(self, raw_speech, sampling_rate=None, return_tensors=None, return_attention_mask=None, padding=True,
                  **kwargs):
         """Features of one waveform or a list of waveforms, padded to the longest.
 
         Returns a `BatchFeature` with `input_features` (batch, frames, feature_size) and, unless
-        `return_attention_mask=False`, `attention_mask` (batch, frames).
+        `return_attention_mask=False`, `attention_mask` (batch, frames); for the `waveform` frontend
+        both are (batch, samples).
         """
         self._check_sampling_rate(sampling_rate)
         if padding not in (True, "longest"):

@@ -18,12 +18,13 @@ from .ecapa_tdnn import ECAPATDNNEncoder
 from .embedding_transform import EmbeddingTransform
 from .ge2e_lstm import GE2ELSTMEncoder
 from .losses import AAMSoftmaxHead, erl_loss
+from .ssl_backbone import SSLBackboneEncoder
 
 logger = logging.get_logger(__name__)
 
 # Adding an encoder: write a module with forward(features (B, T, F), mask (B, T)) -> (B, D), add it
-# here and to `configuration_eisv.ENCODER_TYPES`.
-ENCODERS = {"ecapa_tdnn": ECAPATDNNEncoder, "ge2e_lstm": GE2ELSTMEncoder}
+# here and to `configuration_eisv.ENCODER_TYPES`. (ssl_backbone takes (B, samples) waveforms instead.)
+ENCODERS = {"ecapa_tdnn": ECAPATDNNEncoder, "ge2e_lstm": GE2ELSTMEncoder, "ssl_backbone": SSLBackboneEncoder}
 
 
 @dataclass
@@ -52,6 +53,22 @@ class EISVSpeakerVerificationOutput(ModelOutput):
     erl_loss: torch.FloatTensor = None
     logits: torch.FloatTensor = None
     embeddings: torch.FloatTensor = None
+
+
+def apply_em_mask(input_features: torch.Tensor, em_mask: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """Zero the frames that emotion-aware masking hides.
+
+    Args:
+        input_features: (batch, frames, features), or (batch, samples) waveforms.
+        em_mask: (batch, frames) bool on the feature frame grid (10 ms hop); for waveforms frame i
+            covers samples [i * hop_length, (i + 1) * hop_length), which are set to 0 (silence: the
+            waveform frontend's normalisation makes 0 the utterance mean).
+    """
+    if input_features.dim() == 3:
+        return input_features.masked_fill(em_mask.unsqueeze(-1), 0.0)
+    samples = em_mask.repeat_interleave(hop_length, dim=1)[:, : input_features.shape[1]]
+    samples = nn.functional.pad(samples, (0, input_features.shape[1] - samples.shape[1]))
+    return input_features.masked_fill(samples, 0.0)
 
 
 class EISVPreTrainedModel(PreTrainedModel):
@@ -123,10 +140,15 @@ class EISVModel(EISVPreTrainedModel):
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor = None, **kwargs) -> EISVModelOutput:
         """
         Args:
-            input_features: (batch, frames, num_mel_bins) from `EISVFeatureExtractor`.
-            attention_mask: (batch, frames), 1 for real frames; all ones when omitted.
+            input_features: (batch, frames, num_mel_bins) from `EISVFeatureExtractor`, or (batch, samples)
+                for the `waveform` frontend.
+            attention_mask: (batch, frames) or (batch, samples), 1 for real frames; all ones when omitted.
         """
-        if input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
+        if self.config.frontend == "waveform":
+            if input_features.dim() != 2:
+                raise ValueError(f"input_features must be (batch, samples) waveforms for the waveform frontend; "
+                                 f"got {tuple(input_features.shape)}")
+        elif input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
             raise ValueError(
                 f"input_features must be (batch, frames, {self.config.num_mel_bins}); got {tuple(input_features.shape)}")
         if attention_mask is None:
@@ -189,10 +211,12 @@ class EISVForSpeakerVerification(EISVPreTrainedModel):
             pair_index: (pairs, 2) row indices of the two members of each parallel pair.
             em_mask: (batch, frames) bool, True where emotion-aware masking hides a frame; applied
                 in training only (the features there are set to 0, the utterance mean of the
-                normalised fbank, or silence for GE2E power mel).
+                normalised fbank, or silence for GE2E power mel). For the `waveform` frontend the mask is
+                on the same 10 ms frame grid and a hidden frame silences its hop of samples (see
+                `apply_em_mask`).
         """
         if em_mask is not None and self.training:
-            input_features = input_features.masked_fill(em_mask.bool().unsqueeze(-1), 0.0)
+            input_features = apply_em_mask(input_features, em_mask.bool(), self.config.hop_length)
         embeddings = self.eisv(input_features, attention_mask).embeddings
         if labels is not None and (int(labels.min()) < 0 or int(labels.max()) >= self.config.num_speakers):
             raise ValueError(f"labels must lie in [0, {self.config.num_speakers}); got {int(labels.min())}..{int(labels.max())}")

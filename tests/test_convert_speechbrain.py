@@ -7,7 +7,6 @@ normalisation layers matter), saved as SpeechBrain ships a model (`embedding_mod
 `EncoderClassifier.encode_batch`, one clip at a time. Nothing is downloaded.
 """
 
-import csv
 import json
 import subprocess
 import sys
@@ -17,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 
+from _tiny import real_clips
 from eisv_tools.convert import main
 from hub_server import hub_server  # noqa: F401 (pytest fixture)
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
@@ -31,7 +30,6 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN  # noqa: E402
 from speechbrain.processing.features import InputNormalization  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = [REPO / "data" / "emodb-mini", REPO.parent / "shared" / "data" / "emodb"]  # shipped first
 TINY = dict(channels=[64, 64, 64, 64, 192], attention_channels=16, se_channels=16, lin_neurons=48)
 REAL = dict(channels=[1024, 1024, 1024, 1024, 3072], attention_channels=128, se_channels=128, lin_neurons=192)
 
@@ -87,17 +85,6 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
     paths:
         embedding_model: !ref <pretrained_path>/embedding_model.ckpt
 """
-
-
-def real_clips(count=20):
-    """`count` real clips spread over the speakers and emotions of the first corpus present."""
-    for corpus in CORPORA:
-        if (corpus / "metadata.csv").is_file():
-            with open(corpus / "metadata.csv") as handle:
-                rows = list(csv.DictReader(handle))
-            picked = rows[:: max(1, len(rows) // count)][:count]
-            return [soundfile.read(corpus / row["file_name"], dtype="float32")[0] for row in picked]
-    pytest.skip(f"no real speech: neither {CORPORA[0]} (ships in the repo) nor {CORPORA[1]} is present")
 
 
 def save_speechbrain_model(folder: Path, seed=0, **sizes) -> Path:

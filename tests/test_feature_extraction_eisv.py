@@ -96,3 +96,26 @@ def test_save_and_reload(tmp_path):
     wave = tone()
     assert np.array_equal(loaded(wave, sampling_rate=16000)["input_features"],
                           extractor(wave, sampling_rate=16000)["input_features"])
+
+
+@pytest.mark.parametrize("do_normalize", [True, False])
+def test_waveform_frontend_matches_wav2vec2_feature_extractor(do_normalize, tmp_path):
+    from transformers import Wav2Vec2FeatureExtractor
+
+    waves = [tone(1.3), tone(0.6, freq=330.0, amplitude=0.1)]
+    reference = Wav2Vec2FeatureExtractor(do_normalize=do_normalize, return_attention_mask=True)(
+        waves, sampling_rate=16000, padding=True, return_tensors="pt")
+    extractor = EISVFeatureExtractor("waveform", do_normalize=do_normalize)
+    ours = extractor(waves, sampling_rate=16000, return_tensors="pt")
+    assert ours["input_features"].shape == (2, waves[0].size) and ours["attention_mask"].sum(1).tolist() == [20800, 9600]
+    torch.testing.assert_close(ours["input_features"], reference["input_values"], atol=2e-5, rtol=0)
+    assert ours["attention_mask"].tolist() == reference["attention_mask"].tolist()
+    padded = torch.from_numpy(np.stack([waves[0], np.pad(waves[1], (0, waves[0].size - waves[1].size))]))
+    batched, mask = extractor.extract(padded, torch.tensor([20800, 9600]))  # the training loop's path
+    torch.testing.assert_close(batched, ours["input_features"])
+    assert torch.equal(mask, ours["attention_mask"])
+    extractor.save_pretrained(tmp_path)
+    loaded = EISVFeatureExtractor.from_pretrained(tmp_path)
+    assert (loaded.feature_type, loaded.feature_size, loaded.do_normalize) == ("waveform", 1, do_normalize)
+    # Emotion-aware masking uses the kaldi_fbank frame grid (25 ms frames, 10 ms step).
+    assert loaded.num_frames(16000) == EISVFeatureExtractor("kaldi_fbank").num_frames(16000) == 98
