@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from eisv_io.trial_schema import TRIAL_COLUMNS
+
 from .errors import ToolError
 
-TRIAL_COLUMNS = ("corpus", "enroll", "test", "label", "condition")
 _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
 
 

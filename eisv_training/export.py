@@ -74,7 +74,8 @@ def inherited_datasets(init_from) -> list:
     license_id = meta.get("license", "unknown")
     out = []
     for name in names if isinstance(names, list) else []:
-        entry = dict(KNOWN_CORPORA.get(str(name).lower(), {"name": str(name), "license": f"{license_id} (the base model's)"}))
+        entry = dict(KNOWN_CORPORA.get(str(name).lower(), {"name": str(name), "license": f"{license_id} (the base model's)",
+                                                           "license_id": license_id}))
         entry.update(name=f"{entry.get('name', name)} (training data of the base model)", split="base model")
         out.append(entry)
     return out

@@ -10,7 +10,8 @@ of `shared/data/dev_trials.csv`, with the same condition names.
 import numpy as np
 import pandas as pd
 
-TRIAL_COLUMNS = ["corpus", "enroll", "test", "label", "condition"]
+from eisv_io.trial_schema import TRIAL_COLUMNS, trial_condition
+
 
 
 def _allocate(sizes: dict, total: int) -> dict:
@@ -58,14 +59,6 @@ def carve_validation_speakers(dataset, num_speakers: int, seed: int = 0):
     return training, validation, sorted(chosen)
 
 
-def _condition(emotion_a, emotion_b, neutral):
-    if emotion_a == emotion_b:
-        return "same_emotion"
-    if emotion_a in neutral or emotion_b in neutral:
-        return "neutral_vs_emotional"
-    return "emotional_vs_emotional"
-
-
 def make_validation_trials(rows, max_targets: int = 4000, seed: int = 0, neutral=("neutral",)) -> pd.DataFrame:
     """Trials over validation rows (`path`, `speaker`, `emotion`, optional `corpus`).
 
@@ -93,7 +86,7 @@ def make_validation_trials(rows, max_targets: int = 4000, seed: int = 0, neutral
     out = []
     for a, b in targets:
         out.append((frame.corpus[a], frame.path[a], frame.path[b], 1,
-                    _condition(frame.emotion[a], frame.emotion[b], neutral)))
+                    trial_condition(True, frame.emotion[a], frame.emotion[b], neutral)))
     per_corpus = pd.Series([row[0] for row in out]).value_counts() if out else pd.Series(dtype=int)
     seen = set()
     for corpus, wanted in sorted(per_corpus.items()):
@@ -108,8 +101,7 @@ def make_validation_trials(rows, max_targets: int = 4000, seed: int = 0, neutral
             if frame.speaker[a] == frame.speaker[b] or (a, b) in seen:
                 continue
             seen.add((a, b))
-            same = frame.emotion[a] == frame.emotion[b]
             out.append((corpus, frame.path[a], frame.path[b], 0,
-                        "nontarget_same_emotion" if same else "nontarget_cross_emotion"))
+                        trial_condition(False, frame.emotion[a], frame.emotion[b], neutral)))
             made += 1
-    return pd.DataFrame(out, columns=TRIAL_COLUMNS)
+    return pd.DataFrame(out, columns=list(TRIAL_COLUMNS))

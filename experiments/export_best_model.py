@@ -17,16 +17,16 @@ import shutil
 import sys
 from pathlib import Path
 
+from eisv_io.trial_schema import EMOTIONAL_TARGET_CONDITIONS
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from model_cards import CardContext, Corpus, cosine_evaluation, write_model_card
+from model_cards import CardContext, Corpus, corpus_defaults, cosine_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
-EMOTIONAL_CONDITIONS = ("neutral_vs_emotional", "emotional_vs_emotional")
 START_DATA = [Corpus(name="LibriSpeech train-other-500, VoxCeleb 1 and 2 (resemblyzer's GE2E training data)",
-                     license="Apache-2.0 (the resemblyzer package and its weights)",
+                     license="Apache-2.0 (the resemblyzer package and its weights)", license_id="apache-2.0",
                      url="https://github.com/resemble-ai/Resemblyzer")]
-FINE_TUNE_DATA = [Corpus(name="ASED", license="research only (Retta et al., ACM TALLIP 2022)"),
-                  Corpus(name="RAVDESS actors 1-18", license="CC BY-NC-SA 4.0")]
+FINE_TUNE_DATA = [Corpus(**corpus_defaults("ased"), split="all 65 speakers minus 12 held out for validation"),
+                  Corpus(**corpus_defaults("ravdess"), split="Actor_01-Actor_18 minus the validation speakers")]
 
 
 def pick_candidate(output: Path) -> dict:
@@ -44,7 +44,7 @@ def checks(candidate: dict, start: dict) -> dict:
            "EmoDB EER <= start": test["by_corpus"]["emodb"]["eer"] <= base["by_corpus"]["emodb"]["eer"],
            "neutral check EER <= start": (candidate["validation"]["results"]["neutral_trials"]["overall"]["eer"]
                                           <= start["neutral"]["overall"]["eer"])}
-    for condition in EMOTIONAL_CONDITIONS:
+    for condition in EMOTIONAL_TARGET_CONDITIONS:
         out[f"{condition} EER < start"] = test["by_condition"][condition]["eer"] < base["by_condition"][condition]["eer"]
     return out
 

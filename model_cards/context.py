@@ -31,10 +31,13 @@ class ModelCardInfoError(ValueError):
 
 @dataclass
 class Corpus:
-    """One training corpus. `corpus_defaults(name)` gives the licence and citation of the bundled ones."""
+    """One training corpus. `corpus_defaults(name)` gives the licence, Hub licence id and citation of the
+    registered ones (`model_cards.licences`)."""
 
     name: str
-    license: str  # as its authors state it; `weights_license` maps it to a Hub id
+    license: str  # as its authors state it
+    license_id: str | None = None  # its Hub licence id ("cc-by-nc-sa-4.0", "other"); None = unknown
+    restriction: str | None = None  # "non-commercial" / "research-only" beyond what license_id says
     citation: str | None = None
     url: str | None = None
     hub_id: str | None = None  # Hub dataset id for the ``datasets`` metadata (else ``name``)

@@ -19,7 +19,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .context import CardContext, Corpus, Evaluation
-from .licences import PERMISSIVE, hub_license, restriction, weights_license
+from .licences import PERMISSIVE, restriction, weights_license
 
 TEMPLATE_PATH = Path(__file__).with_name("template.md")
 DEFAULT_TAGS = ["speaker-verification", "speaker-embedding", "emotion", "emotion-invariant", "eisv", "audio"]
@@ -175,7 +175,7 @@ def _evaluation_view(evaluation: Evaluation) -> dict:
 
 def template_values(context: CardContext) -> dict:
     """The values `template.md` is filled with, besides `card_data`."""
-    restricted = [(d.name, d.license, restriction(d.license)) for d in context.datasets if restriction(d.license)]
+    restricted = [(d.name, d.license, restriction(d)) for d in context.datasets if restriction(d)]
     recipe = context.recipe or {}
     recipe_keys = [k for k in RECIPE_LABELS if k in recipe] + sorted(k for k in recipe if k not in RECIPE_LABELS)
     return {
@@ -191,7 +191,7 @@ def template_values(context: CardContext) -> dict:
         "restriction_kinds": " and ".join(sorted({kind for _, _, kind in restricted})),
         "weights_licence": weights_license(context),
         "unknown_licences": [d.name for d in context.datasets
-                             if not restriction(d.license) and hub_license(d.license) not in PERMISSIVE],
+                             if not restriction(d) and d.license_id not in PERMISSIVE],
         "recipe_rows": [(RECIPE_LABELS.get(k, k), _cell(recipe[k])) for k in recipe_keys],
         "commands": context.commands or [],
         "evaluations": [_evaluation_view(e) for e in context.results],

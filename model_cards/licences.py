@@ -1,75 +1,79 @@
-"""The corpora eisv knows and what their licences mean for weights trained on them.
+"""The corpus registry: the corpora eisv knows, their licences as Hub licence ids, and what those mean
+for weights trained on them.
 
-`KNOWN_CORPORA` holds the licence and citation of the corpora in shared/data (see its README); no
-sizes: the split used decides them. `weights_license` turns the training data's licences into the
-Hub licence id of the weights: ``apache-2.0`` when every corpus has a recognised permissive licence
-(CC0, CC BY, Apache-2.0, MIT), otherwise the licence the other corpora share if it is one
-recognised id (e.g. ``cc-by-nc-sa-4.0``), else ``other`` (research-only or unknown licences).
+`KNOWN_CORPORA` holds, for the corpora of shared/data (see its README), the licence as its authors state
+it (`license`), its Hub licence id (`license_id`; ``other`` where the Hub has none, e.g. ASED's
+research-only terms), any restriction on what is trained on it, and the citation; no sizes: the split
+used decides them. `weights_license` turns the training data's licence ids into the Hub licence id of
+the weights: ``apache-2.0`` when every corpus is under a permissive licence (`PERMISSIVE`), otherwise
+the one id the other corpora share, else ``other``. A corpus without a `license_id` (user data) counts
+as unknown.
 """
 
 from __future__ import annotations
-
-import re
 
 KNOWN_CORPORA = {
     "ased": {
         "name": "ASED",
         "license": "free for research use (as released by its authors)",
+        "license_id": "other",
+        "restriction": "research-only",
         "citation": "Retta et al., \"A New Amharic Speech Emotion Dataset and Classification Benchmark\", "
                     "ACM Transactions on Asian and Low-Resource Language Information Processing (TALLIP), 2022.",
     },
     "ravdess": {
         "name": "RAVDESS",
         "license": "CC BY-NC-SA 4.0",
+        "license_id": "cc-by-nc-sa-4.0",
+        "restriction": "non-commercial",
         "citation": "Livingstone & Russo, \"The Ryerson Audio-Visual Database of Emotional Speech and Song "
                     "(RAVDESS)\", PLoS ONE 13(5): e0196391, 2018.",
     },
     "emodb": {
         "name": "EmoDB",
         "license": "CC0 1.0 (as republished by audEERING)",
+        "license_id": "cc0-1.0",
         "citation": "Burkhardt, Paeschke, Rolfes, Sendlmeier & Weiss, \"A Database of German Emotional Speech\", "
                     "Interspeech 2005.",
     },
+    "librispeech": {
+        "name": "LibriSpeech",
+        "license": "CC BY 4.0",
+        "license_id": "cc-by-4.0",
+        "citation": "Panayotov, Chen, Povey & Khudanpur, \"Librispeech: an ASR corpus based on public domain "
+                    "audio books\", ICASSP 2015.",
+    },
 }
 
-_HUB_LICENSES = {  # normalised free text -> Hub licence id
-    "ccbyncsa40": "cc-by-nc-sa-4.0", "ccbync40": "cc-by-nc-4.0", "ccbyncnd40": "cc-by-nc-nd-4.0",
-    "ccbysa40": "cc-by-sa-4.0", "ccby40": "cc-by-4.0", "cc010": "cc0-1.0", "apache20": "apache-2.0", "mit": "mit",
-}
 PERMISSIVE = {"cc0-1.0", "cc-by-4.0", "apache-2.0", "mit"}  # data under these leaves the weights' licence free
+NON_COMMERCIAL = {"cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0"}
 
 
 def corpus_defaults(name: str) -> dict:
-    """Licence and citation of a bundled corpus ("ased", "ravdess", "emodb"), to extend with sizes."""
+    """Licence, Hub licence id, restriction and citation of a registered corpus ("ased", "ravdess", "emodb",
+    "librispeech"), to extend with sizes and the split."""
     try:
         return dict(KNOWN_CORPORA[name.lower()])
     except KeyError:
         raise KeyError(f"unknown corpus {name!r}; known: {', '.join(KNOWN_CORPORA)}") from None
 
 
-def restriction(license_text: str) -> str | None:
-    """'non-commercial' / 'research-only' when a licence limits the use of what is trained on it."""
-    text = license_text.lower()
-    if re.search(r"\bnc\b|-nc\b|non-?commercial", text.replace("_", "-").replace(" ", "-")) or "by-nc" in text:
-        return "non-commercial"
-    if "research" in text:
-        return "research-only"
-    return None
-
-
-def hub_license(license_text: str) -> str | None:
-    """The Hub licence id a free-text licence names ("CC BY-NC-SA 4.0" -> "cc-by-nc-sa-4.0"), or None."""
-    key = re.sub(r"[^a-z0-9]", "", license_text.lower().split("(")[0])
-    return _HUB_LICENSES.get(key)
+def restriction(corpus) -> str | None:
+    """'non-commercial' / 'research-only' when a corpus's licence limits the use of what is trained on it:
+    its registered `restriction`, or a non-commercial Hub licence id. `corpus` is a `Corpus` or a dict."""
+    get = corpus.get if isinstance(corpus, dict) else lambda key: getattr(corpus, key, None)
+    if get("restriction"):
+        return get("restriction")
+    return "non-commercial" if get("license_id") in NON_COMMERCIAL else None
 
 
 def weights_license(context) -> str:
     """The Hub licence id of the weights: the context's own ``license`` if set, else derived from its
-    ``datasets`` licences (module docstring). `context` is a `CardContext` or a dict of the same keys."""
+    ``datasets``' licence ids (module docstring). `context` is a `CardContext` or a dict of the same keys."""
     get = context.get if isinstance(context, dict) else lambda key: getattr(context, key)
     if get("license"):
         return get("license")
-    ids = [hub_license(d["license"] if isinstance(d, dict) else d.license) for d in get("datasets")]
+    ids = [d.get("license_id") if isinstance(d, dict) else d.license_id for d in get("datasets")]
     if all(i in PERMISSIVE for i in ids):
         return "apache-2.0"
     others = {i for i in ids if i not in PERMISSIVE}

@@ -15,17 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from eisv_io.staged_folders import apply_umask, staged_folder
+from eisv_io.trial_schema import trial_condition
 
 HELD_OUT = ["emodb_13", "emodb_14", "emodb_15", "emodb_16"]
 PER_SPEAKER_EMOTION = 4
-
-
-def condition(a, b):
-    if a.speaker != b.speaker:
-        return "nontarget_same_emotion" if a.emotion == b.emotion else "nontarget_cross_emotion"
-    if a.emotion == b.emotion:
-        return "same_emotion"
-    return "neutral_vs_emotional" if "neutral" in (a.emotion, b.emotion) else "emotional_vs_emotional"
 
 
 def main():
@@ -45,7 +38,7 @@ def main():
         chosen.to_csv(staging / "metadata.csv", index=False)
         test = chosen[chosen.split == "test"].itertuples()
         trials = [dict(corpus="emodb", enroll=a.file_name, test=b.file_name, label=int(a.speaker == b.speaker),
-                       condition=condition(a, b)) for a, b in itertools.combinations(list(test), 2)]
+                       condition=trial_condition(a.speaker == b.speaker, a.emotion, b.emotion)) for a, b in itertools.combinations(list(test), 2)]
         pd.DataFrame(trials).to_csv(staging / "trials.csv", index=False)
         shutil.copy2(Path(__file__).with_name("emodb_mini_LICENSE.md"), staging / "LICENSE.md")
         apply_umask(staging)

@@ -16,6 +16,7 @@ import pandas as pd
 import soundfile as sf
 
 from eisv_io.staged_folders import apply_umask, staged_folder
+from eisv_io.trial_schema import trial_condition
 
 PER_SPEAKER = 4
 MAX_SECONDS = 8.0
@@ -49,7 +50,7 @@ def main():
             chosen.loc[index, "duration_s"] = round(len(audio) / rate, 3)
         chosen.to_csv(staging / "metadata.csv", index=False)
         trials = [dict(corpus="librispeech", enroll=a.file_name, test=b.file_name, label=int(a.speaker == b.speaker),
-                       condition="same_emotion" if a.speaker == b.speaker else "nontarget_same_emotion")
+                       condition=trial_condition(a.speaker == b.speaker, "neutral", "neutral"))
                   for a, b in itertools.combinations(list(chosen.itertuples()), 2)]
         pd.DataFrame(trials).to_csv(staging / "trials.csv", index=False)
         (staging / "LICENSE.md").write_text(LICENSE)

@@ -19,7 +19,7 @@ def _minimal_info() -> dict:
     return {
         "model_name": "eisv-ecapa-minimal",
         "config": {"encoder_type": "ecapa_tdnn"},
-        "datasets": [{"name": "EmoDB", "license": "CC0 1.0"}],
+        "datasets": [{"name": "EmoDB", "license": "CC0 1.0", "license_id": "cc0-1.0"}],
     }
 
 
