@@ -6,7 +6,8 @@
 
 `python train_eisv.py --help` documents every argument. The loop reads top to bottom: data, model,
 optimizer and schedules, resume, the starting model scored as the first candidate, train with the
-candidates of each epoch scored on the selection lists, interpolations with the start, test, export, push.
+candidates of each epoch scored on the selection lists (the step and the epochs: eisv_training/loop.py),
+interpolations with the start, test, export, push.
 """
 
 import errno
@@ -29,8 +30,8 @@ from eisv_training.data import load_training_data, resolve_defaults
 from eisv_training.export import finalize_model_folder, push_folder
 from eisv_training.forgetting import StartingPointPenalty, TeacherAnchor, parameter_groups
 from eisv_training.interrupt import StopRequest
-from eisv_training.loop import TrainingLoop
 from eisv_training.loader import EpochTaggedBatches, RowIndices, collator_and_sampler
+from eisv_training.loop import TrainingLoop
 from eisv_training.run_folder import check_output_dir, check_push_access, quiet_libraries, resume_state
 from eisv_training.schedules import MarginSchedule, lr_multiplier
 from eisv_training.starting_model import build_model, mixed_precision, starting_encoder_type
