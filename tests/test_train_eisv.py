@@ -279,3 +279,20 @@ def test_a_finished_runs_checkpoint_resumes_into_a_new_output_dir(reference_run,
     results = json.loads((tmp_path / "elsewhere" / "model" / "training_results.json").read_text())
     assert results["selected"] == json.loads((reference_run["dir"] / "model" / "training_results.json")
                                              .read_text())["selected"]
+
+
+def test_training_results_hold_the_timing_figures_and_skipped_steps(reference_run):
+    results = json.loads((reference_run["dir"] / "model" / "training_results.json").read_text())
+    stats = results["stats"]
+    assert stats["samples_per_s"] > 0 and 0 <= stats["data_wait_fraction"] < 1
+    assert "gpu_step_ms" in stats and stats["device"] == "cpu"  # CUDA events time the step on a GPU only
+    assert stats["skipped_non_finite_steps"] == len(results["state"]["non_finite"]) == 0
+
+
+def test_torch_compile_gives_the_eager_run_losses(reference_run, tmp_path):
+    args = [a for a in reference_run["args"] if a not in ("--push_to_hub", "--hub_model_id", "local-user/eisv-tiny")]
+    args[args.index("--output_dir") + 1] = str(tmp_path / "compiled")
+    # aot_eager: the graph capture and autograd of torch.compile without generating C++ (inductor: tests/test_loop.py)
+    result = run_training([*args, "--torch_compile", "--torch_compile_backend", "aot_eager"])
+    losses = lambda out: [line.split("loss ")[1].split()[0] for line in out.splitlines() if line.startswith("step ")]  # noqa: E731
+    assert losses(result.stdout) == losses(reference_run["stdout"]) and len(losses(result.stdout)) == 6
