@@ -209,7 +209,8 @@ class EISVForSpeakerVerification(EISVPreTrainedModel):
             if on_device_in_training(self, in_range):
                 torch._assert_async(in_range, f"labels must lie in [0, {self.config.num_speakers})")
             elif not bool(in_range):
-                raise ValueError(f"labels must lie in [0, {self.config.num_speakers}); got {int(labels.min())}..{int(labels.max())}")
+                raise ValueError(f"labels must lie in [0, {self.config.num_speakers}); "
+                                 f"got {int(labels.min())}..{int(labels.max())}")
         logits, aam_loss = self.aam(embeddings, labels)
         loss = pair_loss = None
         if labels is not None:
