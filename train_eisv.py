@@ -126,9 +126,11 @@ def train(argv=None):
 
     # -- train: one loader over every remaining epoch (see EpochTaggedBatches); a resume starts it mid-epoch --
     loop = TrainingLoop(accelerator, model, network, optimizer, scheduler, margins, feature_extractor, teacher, l2sp,
-                        state, args, model_args, total_steps, batches_per_epoch=steps_per_epoch * args.gradient_accumulation_steps,
+                        state, args, model_args, total_steps,
+                        batches_per_epoch=steps_per_epoch * args.gradient_accumulation_steps,
                         num_epochs=math.ceil(total_steps / steps_per_epoch),
-                        head_only_steps=int(round(model_args.head_warmup_epochs * steps_per_epoch)), output_dir=output_dir)
+                        head_only_steps=int(round(model_args.head_warmup_epochs * steps_per_epoch)),
+                        output_dir=output_dir)
     batches = EpochTaggedBatches(sampler, loop.batches_per_epoch, loop.num_epochs, state.epoch, state.batches_done)
     train_loader = torch.utils.data.DataLoader(RowIndices(len(store)), batch_sampler=batches, collate_fn=collator,
                                                num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),

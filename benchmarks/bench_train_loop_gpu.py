@@ -204,7 +204,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared_data", default=str(REPO / "shared" / "data"))
     parser.add_argument("--before", default=BEFORE_REF, help="git ref of the code to compare against")
-    parser.add_argument("--before_dir", help="a checkout of that code, or a `git archive` .tar of it, where there is no .git")
+    parser.add_argument("--before_dir",
+                        help="a checkout of that code, or a `git archive` .tar of it, where there is no .git")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per loop run (> 56)")
     parser.add_argument("--workers", type=int, default=15, help="data workers of the loop runs")
     parser.add_argument("--runs_dir", default=str(REPO / "outputs" / "bench-train-loop"))
@@ -246,7 +247,8 @@ def main(argv=None):
     pace = {name: run.get("window_samples_per_s") for name, run in by.items()}
     ratios = {}
     if pace.get("before"):
-        ratios.update({f"{name} / before": pace[name] / pace["before"] for name in ("eager", "compiled") if pace.get(name)})
+        ratios.update({f"{name} / before": pace[name] / pace["before"]
+                       for name in ("eager", "compiled") if pace.get(name)})
     for result in pure:
         name = "compiled" if result["mode"] == "compiled" else "eager"
         if pace.get(name):
