@@ -179,6 +179,13 @@ class TrainingArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model folder to the Hub."})
     hub_model_id: Optional[str] = field(default=None, metadata={"help": "Hub repo id for --push_to_hub."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    torch_compile: bool = field(default=False, metadata={
+        "help": "Compile the ECAPA-TDNN encoder (and the teacher's) with torch.compile for the training steps "
+                "(evaluation stays eager; GE2E stays eager). The first steps take the compile time (about a minute "
+                "on a GPU)."})
+    torch_compile_backend: str = field(default="inductor", metadata={
+        "help": "torch.compile backend for --torch_compile: inductor, or aot_eager (no code generation; to debug, "
+                "or where no C compiler is installed)."})
 
 
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, RecipeArguments, TrainingArguments)

@@ -9,6 +9,8 @@ import copy
 import sys
 from pathlib import Path
 
+import torch
+
 from modeling_eisv import EISVForSpeakerVerification
 
 from .distributed_evaluation import evaluate_during_training
@@ -31,10 +33,11 @@ class CandidateJudge:
         """{list name: results} of `network` (default the training model) on each list, one line per list."""
         out = {}
         for item in lists:
-            results = evaluate_during_training(self.accelerator, network or self.model, self.feature_extractor,
-                                               item.path, item.root, self.args.eval_batch_size,
-                                               self.data.eval_max_trials, self.args.seed,
-                                               progress=sys.stderr.isatty())  # a bar on a terminal, not in logs
+            with torch.compiler.set_stance("force_eager"):  # --torch_compile is for training steps, not these shapes
+                results = evaluate_during_training(self.accelerator, network or self.model, self.feature_extractor,
+                                                   item.path, item.root, self.args.eval_batch_size,
+                                                   self.data.eval_max_trials, self.args.seed,
+                                                   progress=sys.stderr.isatty())  # a bar on a terminal, not in logs
             overall = results["overall"]
             self.accelerator.print(f"[{tag}] {item.name}: EER {overall['eer']:.2f}%  minDCF(0.01) "
                                    f"{overall['min_dcf_0.01']:.4f}  ({results['num_trials_scored']} trials)")

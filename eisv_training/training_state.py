@@ -24,7 +24,8 @@ class TrainingState:
     """epoch: epochs finished; batches_done: batches of the current epoch done; global_step: optimizer steps.
     history: every candidate scored so far (the start first); best: the name of the selected one.
     non_finite: one record per skipped step (step, whether the loss was finite, parameters with
-    non-finite gradients)."""
+    non-finite gradients; eisv_training/step.py's NonFiniteSteps), written at the logging step, checkpoint
+    or epoch end after the skip."""
 
     epoch: int = 0
     batches_done: int = 0

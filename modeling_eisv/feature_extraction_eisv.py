@@ -134,9 +134,22 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
 
     def to_dict(self):
         output = super().to_dict()
-        for key in ("_mel_filters", "_window", "win_length", "hop_length", "center", "n_fft"):
+        for key in ("_mel_filters", "_window", "_device_buffers", "win_length", "hop_length", "center", "n_fft"):
             output.pop(key, None)
         return output
+
+    def __getstate__(self):  # data workers get the CPU buffers only
+        state = self.__dict__.copy()
+        state.pop("_device_buffers", None)
+        return state
+
+    def _buffers_on(self, device):
+        """(window, mel filters) on `device`, copied once per device: a copy at every call would make the
+        host wait for the device at every batch."""
+        cached = self.__dict__.get("_device_buffers")
+        if cached is None or cached[0] != device:
+            cached = self.__dict__["_device_buffers"] = (device, self._window.to(device), self._mel_filters.to(device))
+        return cached[1], cached[2]
 
     # -- frame grid -----------------------------------------------------------------------------
 
@@ -249,7 +262,13 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         """
         device = waveforms.device
         waveforms = waveforms.float()
-        num_samples = torch.as_tensor(num_samples, device=device).long()
+        if torch.is_tensor(num_samples) and num_samples.device == device:
+            max_frames = None  # read from the device below
+        else:  # counts on the host (a training loop's pinned batch): the frame count without a device read
+            num_samples = torch.as_tensor(num_samples).long()
+            max_frames = int(self.num_frames_tensor(num_samples).max())
+            num_samples = num_samples.to(device, non_blocking=True)
+        num_samples = num_samples.long()
         if self.min_level_dbfs is not None:
             rms = (waveforms.pow(2).sum(-1) / num_samples.clamp_min(1)).sqrt().clamp_min(1e-10)
             gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
@@ -258,18 +277,19 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             return self._normalized_waveforms(waveforms, num_samples)
         frames = self.frame_waveforms(waveforms)  # (B, T, win)
         lengths = self.num_frames_tensor(num_samples)
-        frames = frames[:, : int(lengths.max())]
+        frames = frames[:, : int(lengths.max()) if max_frames is None else max_frames]
         mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]  # (B, T)
         if self.feature_type == "kaldi_fbank":
             frames = frames - frames.mean(dim=-1, keepdim=True)
             previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
             frames = frames - 0.97 * previous
-        spectrum = torch.fft.rfft(frames * self._window.to(device), n=self.n_fft)
+        window, mel_filters = self._buffers_on(device)
+        spectrum = torch.fft.rfft(frames * window, n=self.n_fft)
         if self.feature_type == "speechbrain_fbank":  # re^2 + im^2, as SpeechBrain's spectral_magnitude
             spectrum = torch.view_as_real(spectrum).pow(2).sum(-1)  # (B, T, n_fft//2+1)
         else:
             spectrum = spectrum.abs().pow(2)
-        features = spectrum @ self._mel_filters.to(device)  # (B, T, mel)
+        features = spectrum @ mel_filters  # (B, T, mel)
         if self.feature_type == "kaldi_fbank":
             features = features.clamp_min(torch.finfo(torch.float32).eps).log()
         elif self.feature_type == "speechbrain_fbank":  # dB, top_db=80 over the real frames only

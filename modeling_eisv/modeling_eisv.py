@@ -117,6 +117,13 @@ class EISVPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+def on_device_in_training(module: nn.Module, flag: torch.Tensor) -> bool:
+    """Whether an input check of `module` runs as a device-side assert instead of a ValueError: in training on
+    an accelerator, where reading `flag` on the host would stall the step until the device catches up (the
+    training loop builds labels and masks that pass; a failure there stops the process with the message)."""
+    return module.training and flag.device.type != "cpu"
+
+
 class EISVModel(EISVPreTrainedModel):
     """Speaker encoder: `input_features` (batch, frames, mel) + `attention_mask` -> `embeddings`.
 
@@ -153,7 +160,10 @@ class EISVModel(EISVPreTrainedModel):
                 f"input_features must be (batch, frames, {self.config.num_mel_bins}); got {tuple(input_features.shape)}")
         if attention_mask is None:
             attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
-        if bool((attention_mask.sum(-1) == 0).any()):
+        empty_row = (attention_mask.sum(-1) == 0).any()
+        if on_device_in_training(self, empty_row):
+            torch._assert_async(~empty_row, "attention_mask has a row with no real frame; every utterance needs audio")
+        elif bool(empty_row):
             raise ValueError("attention_mask has a row with no real frame; every utterance needs audio")
         embeddings = self.encoder(input_features, attention_mask)
         if self.embedding_transform is not None:
@@ -218,8 +228,13 @@ class EISVForSpeakerVerification(EISVPreTrainedModel):
         if em_mask is not None and self.training:
             input_features = apply_em_mask(input_features, em_mask.bool(), self.config.hop_length)
         embeddings = self.eisv(input_features, attention_mask).embeddings
-        if labels is not None and (int(labels.min()) < 0 or int(labels.max()) >= self.config.num_speakers):
-            raise ValueError(f"labels must lie in [0, {self.config.num_speakers}); got {int(labels.min())}..{int(labels.max())}")
+        if labels is not None:
+            in_range = ((labels >= 0) & (labels < self.config.num_speakers)).all()
+            if on_device_in_training(self, in_range):
+                torch._assert_async(in_range, f"labels must lie in [0, {self.config.num_speakers})")
+            elif not bool(in_range):
+                raise ValueError(f"labels must lie in [0, {self.config.num_speakers}); "
+                                 f"got {int(labels.min())}..{int(labels.max())}")
         logits, aam_loss = self.aam(embeddings, labels)
         loss = pair_loss = None
         if labels is not None:

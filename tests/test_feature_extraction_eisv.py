@@ -119,3 +119,17 @@ def test_waveform_frontend_matches_wav2vec2_feature_extractor(do_normalize, tmp_
     assert (loaded.feature_type, loaded.feature_size, loaded.do_normalize) == ("waveform", 1, do_normalize)
     # Emotion-aware masking uses the kaldi_fbank frame grid (25 ms frames, 10 ms step).
     assert loaded.num_frames(16000) == EISVFeatureExtractor("kaldi_fbank").num_frames(16000) == 98
+
+
+@pytest.mark.parametrize("feature_type", ["kaldi_fbank", "speechbrain_fbank", "ge2e_mel"])
+def test_extract_gives_the_same_features_with_sample_counts_on_the_host(feature_type):
+    # A training loop passes the counts as a host list/tensor beside device waveforms, to avoid a device read.
+    extractor = EISVFeatureExtractor(feature_type)
+    waves = torch.zeros(2, 16000)
+    waves[0, :8000], waves[1] = torch.from_numpy(tone(0.5)), torch.from_numpy(tone(1.0, freq=330))
+    on_device = extractor.extract(waves, torch.tensor([8000, 16000]))
+    on_host = extractor.extract(waves, [8000, 16000])
+    assert all(torch.equal(a, b) for a, b in zip(on_device, on_host))
+    features, mask = extractor.extract(waves, [8000, 12000])  # trimmed to the longest real row, not the padding
+    assert features.shape[1] == mask.shape[1] == extractor.num_frames(12000)
+    assert "_device_buffers" not in extractor.to_dict()  # the per-device copies are not configuration

@@ -298,3 +298,20 @@ def test_eisv_train_runs_from_a_normal_install(tmp_path):
                              "--max_steps", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_training_results_hold_the_timing_figures_and_skipped_steps(reference_run):
+    results = json.loads((reference_run["dir"] / "model" / "training_results.json").read_text())
+    stats = results["stats"]
+    assert stats["samples_per_s"] > 0 and 0 <= stats["data_wait_fraction"] < 1
+    assert "gpu_step_ms" in stats and stats["device"] == "cpu"  # CUDA events time the step on a GPU only
+    assert stats["skipped_non_finite_steps"] == len(results["state"]["non_finite"]) == 0
+
+
+def test_torch_compile_gives_the_eager_run_losses(reference_run, tmp_path):
+    args = [a for a in reference_run["args"] if a not in ("--push_to_hub", "--hub_model_id", "local-user/eisv-tiny")]
+    args[args.index("--output_dir") + 1] = str(tmp_path / "compiled")
+    # aot_eager: the graph capture and autograd of torch.compile without generating C++ (inductor: tests/test_loop.py)
+    result = run_training([*args, "--torch_compile", "--torch_compile_backend", "aot_eager"])
+    losses = lambda out: [line.split("loss ")[1].split()[0] for line in out.splitlines() if line.startswith("step ")]  # noqa: E731
+    assert losses(result.stdout) == losses(reference_run["stdout"]) and len(losses(result.stdout)) == 6
