@@ -3,6 +3,7 @@
 Usage:
     eisv-convert --from speechbrain DIR_OR_HUB_ID --output OUT [--overwrite]   # ECAPA-TDNN (spkrec-ecapa-voxceleb)
     eisv-convert --from resemblyzer [pretrained.pt | WHEEL] --output OUT [--overwrite]   # GE2E; default: installed
+    eisv-convert --from pyannote DIR_FILE_OR_HUB_ID --output OUT [--overwrite]   # WeSpeaker ResNet34 (pyannote)
 
 The output folder (`model.safetensors`, `config.json`, `preprocessor_config.json`, remote code)
 loads with `AutoModel.from_pretrained(OUT, trust_remote_code=True)` and is a `--init_from` for
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-SOURCES = ("speechbrain", "resemblyzer")
+SOURCES = ("speechbrain", "resemblyzer", "pyannote")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,10 @@ def convert(kind: str, source, output: Path, overwrite: bool = False) -> Path:
         from modeling_eisv.convert_speechbrain import convert as convert_speechbrain
 
         return convert_speechbrain(source, output, overwrite)
+    if kind == "pyannote":
+        from modeling_eisv.convert_pyannote import convert as convert_pyannote
+
+        return convert_pyannote(source, output, overwrite)
     from modeling_eisv.convert_resemblyzer import convert as convert_resemblyzer
 
     options = {"overwrite": overwrite}
@@ -52,6 +57,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.kind == "speechbrain" and args.source is None:
         parser.error("--from speechbrain needs the SpeechBrain model folder or Hub id")
+    if args.kind == "pyannote" and args.source is None:
+        parser.error("--from pyannote needs the pyannote model folder, its pytorch_model.bin or a Hub id")
     try:
         path = convert(args.kind, args.source, args.output, args.overwrite)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, yaml.YAMLError) as error:
