@@ -53,7 +53,8 @@ def remote_code_embeddings(folder: Path, wave: np.ndarray, tmp_path: Path) -> np
             np.save({str(tmp_path / 'remote.npy')!r}, model(**features).embeddings[0].numpy())
     """)
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "PYTHONNOUSERSITE": "1",
-           "HF_MODULES_CACHE": str(tmp_path / "modules"), "OMP_NUM_THREADS": "1"}
+           "HF_MODULES_CACHE": str(tmp_path / "modules"),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same float sums as this process
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
