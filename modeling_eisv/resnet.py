@@ -25,10 +25,11 @@ def downsampled_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
     return (lengths - 1) // stride + 1
 
 
-def frame_mask(lengths: torch.Tensor, frames: int, dtype) -> torch.Tensor:
-    """(batch,) real frames -> (batch, 1, 1, frames) mask broadcasting over channels and mel bands."""
+def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """(batch,) real frames -> (batch, 1, 1, frames) bool mask broadcasting over channels and mel bands
+    (a product with it keeps the activations' dtype, bf16 under autocast)."""
     mask = torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
-    return mask.to(dtype)[:, None, None, :]
+    return mask[:, None, None, :]
 
 
 class BasicBlock(nn.Module):
@@ -50,7 +51,7 @@ class BasicBlock(nn.Module):
                                           nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """`mask`: (batch, 1, 1, frames of the output), 1 for real frames."""
+        """`mask`: (batch, 1, 1, frames of the output) bool, True for real frames."""
         out = torch.relu(self.bn1(self.conv1(x))) * mask
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x)) * mask
 
@@ -95,14 +96,14 @@ class ResNetEncoder(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.long().sum(-1)  # (B,)
         x = features.transpose(1, 2).unsqueeze(1)  # (B, 1, mel, T)
-        frames_mask = frame_mask(lengths, x.shape[-1], x.dtype)
+        frames_mask = frame_mask(lengths, x.shape[-1])
         x = torch.relu(self.bn1(self.conv1(x * frames_mask))) * frames_mask
         for stage, stride in zip(self.stages, STAGE_STRIDES):
             lengths = downsampled_lengths(lengths, stride)
-            frames_mask = frame_mask(lengths, (x.shape[-1] - 1) // stride + 1, x.dtype)
+            frames_mask = frame_mask(lengths, (x.shape[-1] - 1) // stride + 1)
             for block in stage:  # the first block strides, the others keep the size
                 x = block(x, frames_mask)
         batch, channels, mel_bins, frames = x.shape
-        x = x.reshape(batch, channels * mel_bins, frames)  # channel-major, as pyannote's TSTP
-        mean, std = masked_mean_std(x, frames_mask[:, 0, 0], eps=self.pooling_eps, unbiased=True)
+        x = x.reshape(batch, channels * mel_bins, frames).float()  # channel-major, as pyannote's TSTP; float32
+        mean, std = masked_mean_std(x, frames_mask[:, 0, 0], eps=self.pooling_eps, unbiased=True)  # statistics
         return self.seg_1(torch.cat([mean, std], dim=1))
