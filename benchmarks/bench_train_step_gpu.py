@@ -1,7 +1,7 @@
-"""Training-step time of our ECAPA-TDNN C=512 and GE2E against SpeechBrain's ECAPA-TDNN, on a GPU.
+"""Training-step time of our ECAPA-TDNN C=512, GE2E and ResNet34 against SpeechBrain's ECAPA-TDNN, on a GPU.
 
     python -m benchmarks.bench_train_step_gpu [--device cuda] [--steps 50] [--warmup 10] [--batch 128]
-        [--precision bf16|fp32] [--variants ours ours_full sb ge2e] [--no-compile] [--output FILE.json]
+        [--precision bf16|fp32] [--variants ours ours_full sb ge2e resnet] [--no-compile] [--output FILE.json]
 
 Pure step time, no data loading: one fixed batch already on the device; a step is zero_grad +
 forward and loss (under bf16 autocast, or fp32) + backward + AdamW step (lr 1e-3, weight decay 1e-4),
@@ -13,6 +13,7 @@ or 201 mel frames x 40 bands (GE2E; centred, 100 frames/s), frame counts from EI
              hidden in 20-frame blocks, all rows, like the collator's em_members="both"), erl_weight 1
   sb         speechbrain ECAPA_TDNN(80, channels [512]*4+[1536], lin_neurons 192) + our AAMSoftmaxHead
   ge2e       EISVForSpeakerVerification(ge2e_lstm): AAM loss on labels only
+  resnet     EISVForSpeakerVerification(resnet): WeSpeaker's ResNet34 (32 channels, 256-d), AAM loss on labels only
 Each runs eager and, unless --no-compile, under torch.compile (default mode, the model only; the
 optimizer step stays eager). A compile (or any) failure is reported in the table, not raised.
 compile s = first step - median step; runs after the first compiled one reuse Inductor's on-disk
@@ -36,7 +37,7 @@ from benchmarks.machine import cpu_model
 from eisv_tools.atomic_files import write_text_atomic
 
 SR, CROP_S, NUM_SPEAKERS, EM_RATIO, EM_BLOCK = 16000, 2.0, 71, 0.1, 20
-SYSTEMS = ("ours", "ours_full", "sb", "ge2e")
+SYSTEMS = ("ours", "ours_full", "sb", "ge2e", "resnet")
 
 
 class SBWithHead(torch.nn.Module):
@@ -84,7 +85,7 @@ def build(system: str):
     if system == "sb":
         return SBWithHead(), lambda m, b: m(b["input_features"], b["labels"])
     from modeling_eisv import EISVConfig, EISVForSpeakerVerification
-    encoder = "ge2e_lstm" if system == "ge2e" else "ecapa_tdnn"
+    encoder = {"ge2e": "ge2e_lstm", "resnet": "resnet"}.get(system, "ecapa_tdnn")
     config = EISVConfig(encoder_type=encoder, ecapa_channels=512, num_speakers=NUM_SPEAKERS, erl_weight=1.0)
     return EISVForSpeakerVerification(config), lambda m, b: m(**b).loss
 

@@ -5,6 +5,7 @@ Usage:
     eisv-convert --from resemblyzer [pretrained.pt | WHEEL] --output OUT [--overwrite]   # GE2E; default: installed
     eisv-convert --from transformers DIR_OR_HUB_ID --output OUT [--overwrite]   # WavLM / wav2vec2 / HuBERT /
         UniSpeech-SAT: a *ForXVector checkpoint keeps its head (same embeddings), any other gets a new one
+    eisv-convert --from pyannote DIR_FILE_OR_HUB_ID --output OUT [--overwrite]   # WeSpeaker ResNet34 (pyannote)
 
 The output folder (`model.safetensors`, `config.json`, `preprocessor_config.json`, remote code)
 loads with `AutoModel.from_pretrained(OUT, trust_remote_code=True)` and is a `--init_from` for
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-SOURCES = ("speechbrain", "resemblyzer", "transformers")
+SOURCES = ("speechbrain", "resemblyzer", "transformers", "pyannote")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,10 @@ def convert(kind: str, source, output: Path, overwrite: bool = False) -> Path:
         from modeling_eisv.convert_transformers import convert as convert_transformers
 
         return convert_transformers(source, output, overwrite)
+    if kind == "pyannote":
+        from modeling_eisv.convert_pyannote import convert as convert_pyannote
+
+        return convert_pyannote(source, output, overwrite)
     from modeling_eisv.convert_resemblyzer import convert as convert_resemblyzer
 
     options = {"overwrite": overwrite}
@@ -58,6 +63,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.kind in ("speechbrain", "transformers") and args.source is None:
         parser.error(f"--from {args.kind} needs the model folder or Hub id")
+    if args.kind == "pyannote" and args.source is None:
+        parser.error("--from pyannote needs the pyannote model folder, its pytorch_model.bin or a Hub id")
     try:
         path = convert(args.kind, args.source, args.output, args.overwrite)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, yaml.YAMLError) as error:

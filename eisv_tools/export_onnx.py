@@ -3,7 +3,7 @@
 Usage:
     eisv-export --model DIR_OR_ID --onnx OUT.onnx [--opset 18] [--no-check] [--overwrite]
 
-The graph of an `ecapa_tdnn` model maps
+The graph of an `ecapa_tdnn` or `resnet` model maps
     input_features  float32 (batch, frames, num_mel_bins)  from `EISVFeatureExtractor`
     attention_mask  int64   (batch, frames), 1 for real frames, 0 for padding
 to  embeddings      float32 (batch, embedding_size), not normalised (as `EISVModel`, its
@@ -52,11 +52,11 @@ from .loading import load_model
 
 MIN_COSINE = 0.9999
 FIRST_DYNAMO_OPSET = 18
-SUPPORTED_ENCODERS = ("ecapa_tdnn", "ge2e_lstm")
+SUPPORTED_ENCODERS = ("ecapa_tdnn", "ge2e_lstm", "resnet")
 
 
 class EmbeddingGraph(nn.Module):
-    """What is exported of an ECAPA `EISVModel`: its encoder and `embedding_transform`, without its
+    """What is exported of an ECAPA or ResNet `EISVModel`: its encoder and `embedding_transform`, without its
     Python-side input checks.
 
     forward(input_features (B, T, F) float32, attention_mask (B, T) int64) -> (B, D) embeddings.

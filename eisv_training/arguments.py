@@ -76,7 +76,8 @@ class ModelArguments:
                 "speakers). 'resemblyzer' (default) converts the GE2E weights of the installed resemblyzer package; "
                 "'scratch' builds a new encoder from the settings below. A transformers WavLM / wav2vec2 / HuBERT / "
                 "UniSpeech-SAT folder or id is converted first (eisv-convert --from transformers)."})
-    encoder_type: str = field(default="ecapa_tdnn", metadata={"help": "ecapa_tdnn or ge2e_lstm (new encoders only)."})
+    encoder_type: str = field(default="ecapa_tdnn", metadata={
+        "help": "ecapa_tdnn, ge2e_lstm or resnet (WeSpeaker's ResNet34; new encoders only)."})
     ecapa_channels: int = field(default=512, metadata={"help": "ECAPA-TDNN channels C (new encoders only)."})
     embedding_size: Optional[int] = field(default=None, metadata={"help": "Embedding size (new encoders only)."})
     aam_margin: float = field(default=0.2, metadata={"help": "Final AAM-softmax margin m (radians)."})
@@ -92,9 +93,9 @@ class ModelArguments:
                 "results/generalisation), 1 from scratch."})
     freeze_layers: int = field(default=0, metadata={
         "help": "Freeze the lowest N layers of the encoder (GE2E: LSTM layers, then the projection; ECAPA: the "
-                "input block, the SE-Res2 blocks, the aggregation, the pooling, the embedding layer; ssl_backbone: the "
-                "CNN feature encoder, its projection, each transformer layer: 1 freezes the CNN, 2 + layers the "
-                "whole backbone)."})
+                "input block, the SE-Res2 blocks, the aggregation, the pooling, the embedding layer; ResNet: the stem, "
+                "the four stages, the embedding layer; ssl_backbone: the CNN feature encoder, its projection, each "
+                "transformer layer: 1 freezes the CNN, 2 + layers the whole backbone)."})
     layer_lr_decay: float = field(default=1.0, metadata={
         "help": "Layer-wise learning rate: the top encoder layer trains at --learning_rate, each layer below at "
                 "this factor times the one above (1.0 = one rate; the AAM head always gets the full rate)."})

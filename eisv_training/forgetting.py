@@ -17,6 +17,7 @@ LAYER_PATTERNS = {
     "ge2e_lstm": [r"lstm\..*_l0$", r"lstm\..*_l1$", r"lstm\..*_l2$", r"lstm\..*_l3$", r"projection\."],
     "ecapa_tdnn": [r"input_block\.", r"blocks\.0\.", r"blocks\.1\.", r"blocks\.2\.", r"blocks\.3\.",
                    r"aggregation\.", r"pooling\.", r"pooling_norm\.|projection\."],
+    "resnet": [r"conv1\.|bn1\.", r"layer1\.", r"layer2\.", r"layer3\.", r"layer4\.", r"seg_1\."],
     # CNN feature encoder (--freeze_layers 1 = transformers' freeze_feature_encoder), its projection with the
     # positional conv, each transformer layer, anything else of the backbone, the head with the layer weights.
     "ssl_backbone": [r"backbone\.feature_extractor\.",

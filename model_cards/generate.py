@@ -121,6 +121,10 @@ def _encoder_description(config: dict) -> str:
         parts = [f"{k.removeprefix('ge2e_')}={config[k]}" for k in ("ge2e_num_layers", "ge2e_hidden_size")
                  if config.get(k) is not None]
         return "GE2E LSTM (Wan et al. 2018)" + (f": {', '.join(parts)}" if parts else "")
+    if kind == "resnet":
+        parts = [f"{k.removeprefix('resnet_')}={config[k]}" for k in ("resnet_channels", "resnet_num_blocks")
+                 if config.get(k) is not None]
+        return "ResNet with statistics pooling (WeSpeaker's ResNet34 layout)" + (f": {', '.join(parts)}" if parts else "")
     return kind
 
 

@@ -30,7 +30,7 @@ import yaml
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import check_output_folder, save_converted
+from .save_converted import ConversionError, check_output_folder, load_converted_weights, save_converted
 
 HYPERPARAMS, CHECKPOINT = "hyperparams.yaml", "embedding_model.ckpt"
 _ECAPA_CLASS = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
@@ -70,10 +70,6 @@ _RENAMES = [
     (r"\.conv\.conv\.", ".conv."),
     (r"\.norm\.norm\.", ".norm."),
 ]
-
-
-class ConversionError(ValueError):
-    """The source is not a SpeechBrain ECAPA-TDNN this converter can reproduce exactly."""
 
 
 # -- hyperparams.yaml as plain data ------------------------------------------------------------
@@ -264,16 +260,7 @@ def convert(source, output_dir, overwrite: bool = False) -> Path:
     folder = locate(source)
     config = config_from_hyperparams(read_hyperparams(folder / HYPERPARAMS), folder / HYPERPARAMS)
     state = convert_state_dict(read_checkpoint(folder / CHECKPOINT))
-    model = EISVModel(config)
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-             for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise ConversionError(f"{folder / CHECKPOINT} does not match {folder / HYPERPARAMS}: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}, shape mismatches {wrong[:5]}")
-    model.load_state_dict(state, strict=True)
-    model.eval()
+    model = load_converted_weights(EISVModel(config), state, f"{folder / CHECKPOINT} does not match {folder / HYPERPARAMS}")
     extractor = EISVFeatureExtractor("speechbrain_fbank", feature_size=config.num_mel_bins,
                                      sampling_rate=config.sampling_rate)
     return save_converted(output_dir, model, extractor, overwrite)

@@ -1,5 +1,5 @@
 """Writing a converted model folder safely: built next to the output, swapped in whole, and never
-over a folder that holds something else.
+over a folder that holds something else; and the checks every converter makes on the weights.
 
 An existing output is replaced only when it is empty or a previous conversion (a `config.json`
 with `model_type` `eisv`, and nothing but `.json`, `.safetensors` and `.py` files); any other
@@ -14,6 +14,25 @@ from pathlib import Path
 from eisv_io.staged_folders import apply_umask, staged_folder
 
 _CONVERSION_SUFFIXES = (".json", ".safetensors", ".py")
+
+
+class ConversionError(ValueError):
+    """The source is not a model the converter can reproduce exactly."""
+
+
+def load_converted_weights(model, state: dict, where: str):
+    """Load renamed weights into `model` (strict) and put it in eval mode; returns `model`.
+
+    Raises `ConversionError` naming `where` and the first missing, unexpected and mis-shaped keys.
+    """
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+             for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise ConversionError(f"{where}: missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {wrong[:5]}")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
 
 
 def is_previous_conversion(folder: Path) -> bool:

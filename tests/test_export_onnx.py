@@ -11,7 +11,7 @@ from _tiny import tiny_config, voice_like  # noqa: E402
 from _tools import save_tiny_model  # noqa: E402
 from eisv_tools.export_onnx import MIN_COSINE, cosine_rows, main, onnx_inputs  # noqa: E402
 from eisv_tools.loading import load_model  # noqa: E402
-from modeling_eisv import EISVModel  # noqa: E402
+from modeling_eisv import EISVConfig, EISVModel  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,15 @@ def test_an_existing_file_that_is_not_an_eisv_export_is_refused(model_dir, expor
     assert main(["--model", str(model_dir), "--onnx", str(theirs), "--no-check", "--overwrite", "--opset", "17"]) == 0
     # A previous export is replaced without asking.
     assert main(["--model", str(model_dir), "--onnx", str(theirs), "--no_check", "--opset", "17"]) == 0
+
+
+def test_resnet_exports_its_whole_encoder(tmp_path, capsys):
+    """The 2-D convolutions with a frame mask per stage, checked by the exporter on a padded batch."""
+    folder = tmp_path / "resnet"
+    torch.manual_seed(0)
+    EISVModel(EISVConfig(encoder_type="resnet", resnet_channels=4, resnet_num_blocks=[1, 1, 1, 1])).save_pretrained(folder)
+    assert main(["--model", str(folder), "--onnx", str(tmp_path / "r.onnx")]) == 0
+    assert "min cosine vs PyTorch" in capsys.readouterr().err
+    _, feature_extractor = load_model(folder, "cpu")
+    got, expected = embed_both(folder, tmp_path / "r.onnx", padded_batch(feature_extractor, (1.0, 1.7, 0.6)))
+    assert cosine_rows(got, expected).min() >= MIN_COSINE

@@ -133,3 +133,32 @@ def test_extract_gives_the_same_features_with_sample_counts_on_the_host(feature_
     features, mask = extractor.extract(waves, [8000, 12000])  # trimmed to the longest real row, not the padding
     assert features.shape[1] == mask.shape[1] == extractor.num_frames(12000)
     assert "_device_buffers" not in extractor.to_dict()  # the per-device copies are not configuration
+
+
+def test_wespeaker_fbank_hamming_window_and_waveform_scale(tmp_path):
+    """window_type="hamming", waveform_scale=32768: torchaudio's kaldi.fbank of the 16-bit-scaled waveform
+    minus its mean, as WeSpeaker computes it; the scale shows in near-silent frames, where the log floors."""
+    wave = tone(1.3)
+    wave[8000:12000] = np.random.default_rng(1).normal(scale=1e-5, size=4000)  # a near-silent quarter second
+    extractor = EISVFeatureExtractor(window_type="hamming", waveform_scale=32768)
+    ours = extractor(wave, sampling_rate=16000, return_tensors="pt")["input_features"][0]
+    kaldi = torchaudio.compliance.kaldi.fbank(torch.from_numpy(wave)[None] * 32768, num_mel_bins=80, dither=0.0,
+                                               window_type="hamming", sample_frequency=16000)
+    torch.testing.assert_close(ours, kaldi - kaldi.mean(0), atol=2e-3, rtol=0)
+    unscaled = EISVFeatureExtractor(window_type="hamming")(wave, sampling_rate=16000, return_tensors="pt")
+    assert (unscaled["input_features"][0] - ours).abs().max() > 1.0  # floored at float32 eps without the scale
+    extractor.save_pretrained(tmp_path)
+    loaded = EISVFeatureExtractor.from_pretrained(tmp_path)
+    assert (loaded.window_type, loaded.waveform_scale) == ("hamming", 32768.0)
+    assert torch.equal(loaded(wave, sampling_rate=16000, return_tensors="pt")["input_features"][0], ours)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(window_type="hann"), "window_type='hann'"),
+    (dict(feature_type="ge2e_mel", window_type="hamming"), "kaldi_fbank setting"),
+    (dict(waveform_scale=0), "waveform_scale=0"),
+    (dict(waveform_scale=float("nan")), "waveform_scale=nan"),
+])
+def test_bad_frontend_settings_name_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EISVFeatureExtractor(**kwargs)

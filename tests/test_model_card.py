@@ -217,3 +217,10 @@ def test_a_context_and_its_dict_give_the_same_card():
         CardContext.from_dict({**info, "datasets": [info["datasets"][0], {**info["datasets"][1], "speakers": "18"}]})
     with pytest.raises(ModelCardInfoError, match=r"\['recipie'\]"):  # a misspelt field is named, not ignored
         CardContext.from_dict({**info, "recipie": {}})
+
+
+def test_resnet_encoder_is_described():
+    info = {**_minimal_info(), "config": {"encoder_type": "resnet", "resnet_channels": 32,
+                                          "resnet_num_blocks": [3, 4, 6, 3]}}
+    body = render_model_card(info).split("---\n", 2)[2]
+    assert "ResNet with statistics pooling (WeSpeaker's ResNet34 layout): channels=32, num_blocks=[3, 4, 6, 3]" in body

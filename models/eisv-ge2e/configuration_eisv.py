@@ -1,16 +1,16 @@
-"""Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM) and their training losses."""
+"""Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM, ResNet) and their training losses."""
 
 import math
 
 from transformers import PretrainedConfig
 
-ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm")
+ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm", "resnet")
 FRONTENDS = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
 ECAPA_PADDING_MODES = ("zeros", "reflect")
 CALIBRATION_SCORES = ("cosine", "as_norm")
 EMBEDDING_TRANSFORMS = (None, "affine")
 # Which input frontend each encoder is built for: the GE2E weights expect 40 power-mel bands.
-DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel"}
+DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel", "resnet": "kaldi_fbank"}
 
 
 class EISVConfig(PretrainedConfig):
@@ -19,8 +19,9 @@ class EISVConfig(PretrainedConfig):
 
     Args:
         encoder_type (`str`, *optional*, defaults to `"ecapa_tdnn"`):
-            Speaker encoder: `"ecapa_tdnn"` (Desplanques et al. 2020) or `"ge2e_lstm"` (the
-            3-layer LSTM of Wan et al. 2018 as shipped by the `resemblyzer` package).
+            Speaker encoder: `"ecapa_tdnn"` (Desplanques et al. 2020), `"ge2e_lstm"` (the
+            3-layer LSTM of Wan et al. 2018 as shipped by the `resemblyzer` package) or `"resnet"`
+            (WeSpeaker's ResNet34 with statistics pooling, as `pyannote.audio` packages it).
         frontend (`str`, *optional*):
             Input features the encoder expects: `"kaldi_fbank"` (log mel filterbank, 25 ms / 10 ms,
             per-utterance mean normalisation), `"ge2e_mel"` (power mel spectrogram, no log, as
@@ -32,7 +33,7 @@ class EISVConfig(PretrainedConfig):
         sampling_rate (`int`, *optional*, defaults to 16000):
             Sampling rate of the audio the model is trained on, in Hz.
         embedding_size (`int`, *optional*):
-            Size of the speaker embedding. Defaults to 192 for ECAPA-TDNN, 256 for GE2E.
+            Size of the speaker embedding. Defaults to 192 for ECAPA-TDNN, 256 for GE2E and ResNet.
         ecapa_channels (`int`, *optional*, defaults to 512):
             Channels C of the ECAPA-TDNN frame layers (512 or 1024 in the ECAPA paper).
         ecapa_mfa_channels (`int`, *optional*):
@@ -66,6 +67,14 @@ class EISVConfig(PretrainedConfig):
             Partials per second of audio (resemblyzer's `rate`); sets the window step.
         ge2e_min_coverage (`float`, *optional*, defaults to 0.75):
             A last partial that covers less than this fraction of real audio is dropped.
+        resnet_channels (`int`, *optional*, defaults to 32):
+            Channels of the ResNet's first stage (WeSpeaker's `m_channels`); the four stages have
+            1, 2, 4 and 8 times as many.
+        resnet_num_blocks (`list[int]`, *optional*, defaults to `[3, 4, 6, 3]`):
+            Basic residual blocks per stage (`[3, 4, 6, 3]` is ResNet34).
+        resnet_pooling_eps (`float`, *optional*, defaults to 1e-10):
+            Floor of the variance in the ResNet's statistics pooling, before the square root
+            (pyannote has none; the floor only keeps the gradient finite for a constant channel).
         num_speakers (`int`, *optional*, defaults to 1):
             Training speakers: rows of the AAM-softmax head. Kept as a number, not as a label map,
             so that `config.json` stays small.
@@ -126,6 +135,9 @@ class EISVConfig(PretrainedConfig):
         ge2e_partial_frames=160,
         ge2e_partial_rate=1.3,
         ge2e_min_coverage=0.75,
+        resnet_channels=32,
+        resnet_num_blocks=(3, 4, 6, 3),
+        resnet_pooling_eps=1e-10,
         num_speakers=1,
         aam_margin=0.2,
         aam_scale=30.0,
@@ -143,7 +155,7 @@ class EISVConfig(PretrainedConfig):
         self.frontend = frontend if frontend is not None else DEFAULT_FRONTEND.get(encoder_type)
         self.num_mel_bins = num_mel_bins if num_mel_bins is not None else (40 if self.frontend == "ge2e_mel" else 80)
         self.sampling_rate = sampling_rate
-        self.embedding_size = embedding_size if embedding_size is not None else (256 if encoder_type == "ge2e_lstm" else 192)
+        self.embedding_size = embedding_size if embedding_size is not None else (256 if encoder_type in ("ge2e_lstm", "resnet") else 192)
         self.ecapa_channels = ecapa_channels
         self.ecapa_mfa_channels = ecapa_mfa_channels if ecapa_mfa_channels is not None else 3 * ecapa_channels
         self.ecapa_res2net_scale = ecapa_res2net_scale
@@ -158,6 +170,9 @@ class EISVConfig(PretrainedConfig):
         self.ge2e_partial_frames = ge2e_partial_frames
         self.ge2e_partial_rate = ge2e_partial_rate
         self.ge2e_min_coverage = ge2e_min_coverage
+        self.resnet_channels = resnet_channels
+        self.resnet_num_blocks = list(resnet_num_blocks)
+        self.resnet_pooling_eps = resnet_pooling_eps
         self.num_speakers = num_speakers
         self.aam_margin = aam_margin
         self.aam_scale = aam_scale
@@ -214,6 +229,17 @@ class EISVConfig(PretrainedConfig):
             step = self.ge2e_partial_step
             if not 0 < step <= self.ge2e_partial_frames:
                 fail("ge2e_partial_rate", f"gives a window step of {step} frames; it must be in 1..ge2e_partial_frames")
+        if self.encoder_type == "resnet":
+            if self.frontend == "ge2e_mel":
+                fail("frontend", "the resnet encoder expects log fbank features ('kaldi_fbank' or 'speechbrain_fbank')")
+            if not isinstance(self.resnet_channels, int) or self.resnet_channels < 1:
+                fail("resnet_channels", "must be a positive integer")
+            if len(self.resnet_num_blocks) != 4 or any(not isinstance(n, int) or n < 1 for n in self.resnet_num_blocks):
+                fail("resnet_num_blocks", "needs 4 positive entries: the blocks of each of the four stages")
+            if self.num_mel_bins < 8:
+                fail("num_mel_bins", "the resnet encoder halves the mel axis three times; it needs at least 8 bands")
+            if not self.resnet_pooling_eps > 0:
+                fail("resnet_pooling_eps", "must be positive")
         if not 0 <= self.aam_margin < 1.5:
             fail("aam_margin", "must be in [0, 1.5) radians")
         if self.aam_scale <= 0:

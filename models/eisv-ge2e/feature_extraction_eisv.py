@@ -16,6 +16,7 @@ logger = logging.get_logger(__name__)
 # Waveforms with a channel axis of at most this many entries are treated as multi-channel audio.
 _MAX_CHANNELS = 8
 FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
+KALDI_WINDOWS = ("povey", "hamming")
 
 
 def speechbrain_mel_filters(num_bins: int, num_mels: int, sampling_rate: int) -> torch.Tensor:
@@ -43,7 +44,10 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     - `"kaldi_fbank"` (ECAPA-TDNN): 25 ms frames taken inside the signal (Kaldi's `snip_edges`, so
       `1 + (samples - 400) // 160` frames at 16 kHz), DC removal, pre-emphasis 0.97, Povey window,
       512-point FFT, Kaldi mel filters from 20 Hz to Nyquist, natural log, then the utterance mean
-      is subtracted over real frames only. No dither: features are deterministic.
+      is subtracted over real frames only. No dither: features are deterministic. With
+      `window_type="hamming"` and `waveform_scale=32768` this is what WeSpeaker and pyannote.audio's
+      WeSpeaker ResNets compute (`torchaudio.compliance.kaldi.fbank(waveform * (1 << 15),
+      window_type="hamming", dither=0)` minus the utterance mean).
     - `"ge2e_mel"` (GE2E LSTM): what `resemblyzer` computes with librosa: centred 25 ms Hann frames
       (`1 + samples // 160` frames), 400-point FFT, Slaney mel filters, power, no log. Quiet
       audio is first raised to -30 dBFS (`min_level_dbfs`), as resemblyzer's `preprocess_wav` does;
@@ -79,12 +83,19 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             does not apply it. A waveform in which the detector keeps less than 0.3 s is left
             untrimmed, with a warning: never an empty clip.
         vad_aggressiveness (`int`, defaults to 3): WebRTC VAD mode, 0 (keeps most) to 3 (resemblyzer's).
+        window_type (`str`, *optional*): window of the `kaldi_fbank` frames, `"povey"` (the default,
+            Kaldi's) or `"hamming"` (WeSpeaker's). Only for `kaldi_fbank`.
+        waveform_scale (`float`, defaults to 1.0): samples (nominally in [-1, 1]) are multiplied by
+            this before the features, after the `min_level_dbfs` gain. WeSpeaker uses 32768 (16-bit
+            integer range); after mean normalisation a scale only matters where the log's floor
+            (float32 eps) is reached, i.e. in near-digital silence.
     """
 
     model_input_names = ["input_features", "attention_mask"]
 
     def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0,
-                 min_level_dbfs="default", trim_long_silences=False, vad_aggressiveness=3, **kwargs):
+                 min_level_dbfs="default", trim_long_silences=False, vad_aggressiveness=3, window_type=None,
+                 waveform_scale=1.0, **kwargs):
         if feature_type not in FEATURE_TYPES:
             raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose one of {FEATURE_TYPES}")
         if feature_size is None:
@@ -99,6 +110,15 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"EISVFeatureExtractor: vad_aggressiveness={vad_aggressiveness!r}; choose 0, 1, 2 or 3")
         if trim_long_silences and sampling_rate not in (8000, 16000, 32000, 48000):
             raise ValueError(f"EISVFeatureExtractor: trim_long_silences needs 8, 16, 32 or 48 kHz; got {sampling_rate}")
+        if window_type is not None and feature_type != "kaldi_fbank":
+            raise ValueError(f"EISVFeatureExtractor: window_type={window_type!r} is a kaldi_fbank setting; "
+                             f"the {feature_type} frontend has a fixed window")
+        self.window_type = window_type = window_type or ("povey" if feature_type == "kaldi_fbank" else None)
+        if feature_type == "kaldi_fbank" and window_type not in KALDI_WINDOWS:
+            raise ValueError(f"EISVFeatureExtractor: window_type={window_type!r}; choose one of {KALDI_WINDOWS}")
+        if not (isinstance(waveform_scale, (int, float)) and math.isfinite(waveform_scale) and waveform_scale > 0):
+            raise ValueError(f"EISVFeatureExtractor: waveform_scale={waveform_scale!r}; must be a finite number > 0")
+        self.waveform_scale = float(waveform_scale)
         self.trim_long_silences = bool(trim_long_silences)
         self.vad_aggressiveness = int(vad_aggressiveness)
         self.win_length = int(round(0.025 * sampling_rate))  # 400 samples
@@ -108,7 +128,10 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             self.n_fft = 1 << math.ceil(math.log2(self.win_length))  # 512
             filters = mel_filter_bank(self.n_fft // 2 + 1, feature_size, 20.0, sampling_rate / 2, sampling_rate,
                                       norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)
-            window = torch.hann_window(self.win_length, periodic=False, dtype=torch.float64).pow(0.85)
+            if window_type == "povey":
+                window = torch.hann_window(self.win_length, periodic=False, dtype=torch.float64).pow(0.85)
+            else:
+                window = torch.hamming_window(self.win_length, periodic=False, dtype=torch.float64)
         elif feature_type == "speechbrain_fbank":
             self.n_fft = self.win_length
             filters = speechbrain_mel_filters(self.n_fft // 2 + 1, feature_size, sampling_rate)
@@ -243,6 +266,8 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             rms = (waveforms.pow(2).sum(-1) / num_samples.clamp_min(1)).sqrt().clamp_min(1e-10)
             gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
             waveforms = waveforms * gain.unsqueeze(-1)
+        if self.waveform_scale != 1.0:
+            waveforms = waveforms * self.waveform_scale
         frames = self.frame_waveforms(waveforms)  # (B, T, win)
         lengths = self.num_frames_tensor(num_samples)
         frames = frames[:, : int(lengths.max())]

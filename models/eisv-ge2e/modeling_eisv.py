@@ -18,12 +18,13 @@ from .ecapa_tdnn import ECAPATDNNEncoder
 from .embedding_transform import EmbeddingTransform
 from .ge2e_lstm import GE2ELSTMEncoder
 from .losses import AAMSoftmaxHead, erl_loss
+from .resnet import ResNetEncoder
 
 logger = logging.get_logger(__name__)
 
 # Adding an encoder: write a module with forward(features (B, T, F), mask (B, T)) -> (B, D), add it
 # here and to `configuration_eisv.ENCODER_TYPES`.
-ENCODERS = {"ecapa_tdnn": ECAPATDNNEncoder, "ge2e_lstm": GE2ELSTMEncoder}
+ENCODERS = {"ecapa_tdnn": ECAPATDNNEncoder, "ge2e_lstm": GE2ELSTMEncoder, "resnet": ResNetEncoder}
 
 
 @dataclass
@@ -62,7 +63,7 @@ class EISVPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         """He init for conv layers (ReLU follows them), Xavier for linear, orthogonal recurrent LSTM weights."""
-        if isinstance(module, nn.Conv1d):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 init.zeros_(module.bias)

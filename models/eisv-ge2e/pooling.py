@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 
-def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor = None, eps: float = 1e-6):
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor = None, eps: float = 1e-6,
+                    unbiased: bool = False):
     """Mean and standard deviation over time of the real frames only.
 
     Args:
@@ -12,16 +13,24 @@ def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor =
         mask: (batch, frames), 1/True for real frames.
         weights: optional (batch, channels or 1, frames) non-negative weights that sum to 1 over the
             real frames (attention); when given, the statistics are weighted.
+        eps: floor of the variance, before the square root.
+        unbiased: divide the squared deviations by n - 1 instead of n (Bessel's correction, as
+            `torch.std` and pyannote's `StatsPool`); unweighted statistics only.
     Returns:
         mean, std: each (batch, channels).
     """
     maskf = mask.to(x.dtype).unsqueeze(1)  # (B, 1, T)
+    count = maskf.sum(-1, keepdim=True)  # (B, 1, 1)
     if weights is None:
-        weights = maskf / maskf.sum(-1, keepdim=True).clamp_min(1.0)
+        weights = maskf / count.clamp_min(1.0)
+    elif unbiased:
+        raise ValueError("masked_mean_std: unbiased=True is for unweighted statistics only")
     else:
         weights = weights * maskf
     mean = (weights * x).sum(-1)
     variance = (weights * (x - mean.unsqueeze(-1)).pow(2)).sum(-1)
+    if unbiased:
+        variance = variance * (count / (count - 1).clamp_min(1.0)).squeeze(-1)
     return mean, variance.clamp_min(eps).sqrt()
 
 
