@@ -206,8 +206,8 @@ def process_share(infos: list, process_index: int, num_processes: int) -> list:
 
 
 def _device(args, state):
-    """`--device`; `auto` under `accelerate launch` with several processes is each process's own device."""
-    if state.num_processes > 1 and args.device in (None, "auto"):
+    """`--device`; `auto` or `cuda` under `accelerate launch` with several processes is each process's own device."""
+    if state.num_processes > 1 and args.device in (None, "auto", "cuda"):
         return str(state.device)
     return args.device
 

@@ -45,19 +45,18 @@ def probe_audio(path) -> AudioInfo:
 
 
 class FileWindows(torch.utils.data.Dataset):
-    """Item `(position, first, stop)` -> `(position, first, windows, error)`: windows `first..stop-1`
-    of file `position`, each `(samples,) float32 prepared by the feature extractor or None, active
-    speech in seconds counted once)`; reading stops at the first bad window, with `error` the
-    `(path, message)` of the `AudioFileError` to raise after it (None when all went well)."""
+    """Item `(position, first, stop)` -> `(position, first, windows, error)`: windows `first` to
+    `stop - 1` of file `position`, each as `(waveform, active_s)`: the (samples,) float32 window
+    after the feature extractor's `prepare` (None for one too short to embed) and its active speech
+    in seconds (overlaps counted once). Reading stops at the first bad window; `error` is then the
+    `(path, message)` of the `AudioFileError` to raise after it, else None. (An exception itself
+    would not survive the trip back from a worker: `AudioFileError` does not unpickle.)"""
 
     def __init__(self, infos, feature_extractor, window_s: float, hop_s: float, count_speech: bool):
         self.infos, self.feature_extractor = infos, feature_extractor
         self.window_s, self.hop_s, self.count_speech = window_s, hop_s, count_speech
         self.rate = int(feature_extractor.sampling_rate)
         self.min_samples = getattr(feature_extractor, "min_samples", 1)
-
-    def __len__(self):
-        return len(self.infos)
 
     def __getitem__(self, item):
         position, first, stop = item
@@ -126,23 +125,26 @@ class WindowedEmbedder:
     def _embed_prepared(self, arrays) -> np.ndarray:
         """Arrays from `feature_extractor.prepare` -> (batch, embedding_size) unit-norm float32; the
         features are computed on the model's device."""
-        waveforms, num_samples = self.feature_extractor.pad(arrays)
+        waveforms, num_samples = self.feature_extractor.pad_waveforms(arrays)
         non_blocking = self.device.type == "cuda"
         features, mask = self.feature_extractor.extract(waveforms.to(self.device, non_blocking=non_blocking),
                                                         num_samples.to(self.device))
         embeddings = self.model(input_features=features, attention_mask=mask).embeddings.float()
         return torch.nn.functional.normalize(embeddings, dim=-1).cpu().numpy()
 
-    def _items(self, infos, order, counts):
-        """`(position, first, stop)` per file in `order`, a long file cut into `batch_size` windows each."""
+    def _items(self, order, counts):
+        """`(position, first, stop)` per file in `order`; a long file is cut into pieces of at most
+        `batch_size` windows and `max_batch_s` of audio, so what a worker holds stays bounded."""
+        window = max(1, int(self.window_s * self.sampling_rate))
+        per_item = max(1, min(self.batch_size, self.max_batch_samples // window))
         for position in order:
-            for first in range(0, counts[position], self.batch_size):
-                yield position, first, min(first + self.batch_size, counts[position])
+            for first in range(0, counts[position], per_item):
+                yield position, first, min(first + per_item, counts[position])
 
     def _read(self, infos, order, counts):
         """`FileWindows` items in `order`, read by `num_workers` worker processes (or here)."""
         dataset = FileWindows(infos, self.feature_extractor, self.window_s, self.hop_s, bool(self.min_speech_s))
-        items = list(self._items(infos, order, counts))
+        items = list(self._items(order, counts))
         if self.num_workers == 0:
             return map(dataset.__getitem__, items)
         return iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=items, collate_fn=_as_they_are,

@@ -215,17 +215,17 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         return np.ascontiguousarray(kept)
 
     def prepare(self, waveform, index: int = 0) -> np.ndarray:
-        """One input of `__call__` -> the (samples,) float32 mono array `pad` takes: validated, and
-        trimmed with `trim_long_silences`. Errors name the input as `input {index}`.
+        """One input of `__call__` -> the (samples,) float32 mono array `pad_waveforms` takes:
+        validated, and trimmed with `trim_long_silences`. Errors name the input as `input {index}`.
 
-        `__call__` is `extract(*pad([prepare(w, i) ...]))`; callers that prepare waveforms in worker
-        processes and extract features on a GPU use the three steps.
+        `__call__` is `extract(*pad_waveforms([prepare(w, i) ...]))`; callers that prepare waveforms
+        in worker processes and extract features on a GPU use the three steps.
         """
         array = self._to_mono_float(waveform, index)
         return self._trim(array, index) if self.trim_long_silences else array
 
     @staticmethod
-    def pad(arrays) -> tuple:
+    def pad_waveforms(arrays) -> tuple:
         """List of (samples,) float32 arrays -> (waveforms (batch, longest) float32 zero-padded,
         num_samples (batch,) int64), the inputs of `extract`."""
         num_samples = torch.tensor([array.size for array in arrays])
@@ -298,7 +298,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         items = list(raw_speech) if is_batched else [raw_speech]
         if not items:
             raise ValueError("EISVFeatureExtractor: the batch is empty")
-        waveforms, num_samples = self.pad([self.prepare(item, i) for i, item in enumerate(items)])
+        waveforms, num_samples = self.pad_waveforms([self.prepare(item, i) for i, item in enumerate(items)])
         features, mask = self.extract(waveforms, num_samples)
         data = {"input_features": features}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
