@@ -1,7 +1,8 @@
 """eisv data pipeline: sources -> validated index -> in-memory audio -> speaker/emotion batches ->
 collator (crops, CopyPaste pairs, emotion-aware masks, features) -> `model(**batch)`."""
 
-from .audio import AudioError, load_audio, resample
+from modeling_eisv.audio_io import AudioError, load_audio, resample
+
 from .audio_store import AudioStore, LazyAudioStore
 from .collator import EISVCollator
 from .copypaste import DEFAULT_PATTERN_PROBS, PATTERNS, CopyPaste, ParallelPair, join_segments, loudness_match

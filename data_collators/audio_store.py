@@ -16,7 +16,7 @@ and whole CopyPaste segments.
 
 import numpy as np
 
-from .audio import load_audio
+from modeling_eisv.audio_io import load_audio
 
 ACTIVE_FLOOR_DB = 40.0  # frames quieter than the loudest by more than this are silence
 

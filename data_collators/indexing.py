@@ -26,9 +26,8 @@ import datasets
 import numpy as np
 import soundfile
 
+from modeling_eisv.audio_io import AudioError, load_audio
 from modeling_eisv.speech_activity import MIN_SPEECH_S, active_seconds
-
-from .audio import AudioError, load_audio
 
 logger = logging.getLogger(__name__)
 

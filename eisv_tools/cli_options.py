@@ -59,6 +59,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def add_embedding_options(parser, batching: bool = True):
     """--device, --backend, --window-s, --hop-s, --min-speech-s and, with `batching`, --batch-size and
     --max-batch-s."""

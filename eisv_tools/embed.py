@@ -3,7 +3,7 @@
 Usage:
     eisv-embed --model DIR_OR_ID --input DIR_OR_CSV --output FILE.safetensors|FILE.npy
                [--root DIR] [--column-mapping JSON] [--device auto|cpu|cuda] [--backend torch|onnxruntime]
-               [--batch-size 16]
+               [--batch-size 16] [--num-workers 0]
                [--window-s 10] [--hop-s 5] [--max-batch-s 80] [--min-speech-s 0.3] [--save-every 500]
                [--overwrite] [--no-progress]
 
@@ -22,6 +22,13 @@ output is written once at the end and is not resumable (an existing one needs --
 A file with too little active signal (see --min-speech-s) is an error naming it.
 `--backend onnxruntime` embeds on the CPU with the model exported to ONNX (`eisv_tools.onnx_backend`:
 cached per model identity, exported on the first use); the output records the same model identity.
+`--num-workers N` decodes and windows files in N DataLoader worker processes (same output as 0).
+Under `accelerate launch` (e.g. `accelerate launch --num_processes 8 -m eisv_tools.embed ...`)
+each process embeds its share of the files (every N-th of them, shortest first, so the shares hold
+about the same audio) on its own device, and the main process alone locks and writes the output:
+the same rows in the same order as one process, the values equal within float tolerance (batches
+differ). With several processes the output is written once all have finished (or one met a bad
+file), not every `--save-every` files.
 Exit codes: 0 done, 1 bad input (message names the file or row) or output in use, 2 bad command line.
 """
 
@@ -34,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic_files import remove_stale_temporaries
-from .cli_options import add_embedding_options, add_flag, positive_int
+from .cli_options import add_embedding_options, add_flag, non_negative_int, positive_int
 from .embedding_store import check_suffix, index_path, load_embeddings, save_embeddings, write_index_csv
 from .errors import ToolError
 from .loading import load_for_backend
@@ -116,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", help="folder the CSV paths are relative to (default: the CSV's folder)")
     add_flag(parser, "--column-mapping", help='JSON renaming your CSV columns to ours, e.g. \'{"wav": "path"}\'')
     add_embedding_options(parser)
+    add_flag(parser, "--num-workers", type=non_negative_int, default=0,
+             help="DataLoader worker processes that decode and window the files (0: the main process)")
     add_flag(parser, "--save-every", type=positive_int, default=500,
              help="rewrite a .safetensors output every N new files")
     parser.add_argument("--overwrite", action="store_true", help="ignore an existing output instead of resuming")
@@ -154,23 +163,58 @@ def _check_resumable(output: Path, metadata: dict, settings: dict):
 
 
 def run(args) -> dict:
-    """Embed what is missing from `args.output`; returns counts `{"total", "skipped", "embedded", "duplicates"}`."""
+    """Embed what is missing from `args.output`; returns counts `{"total", "skipped", "embedded", "duplicates"}`.
+
+    Under `accelerate launch`, every process calls it; only the main one locks and writes the output.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    import torch
+
+    state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())  # CPU processes join over gloo
     output = check_suffix(args.output)
     counts = {}
     entries = list_inputs(args.input, args.root, parse_column_mapping(getattr(args, "column_mapping", None)), counts)
-    if counts["duplicates"]:
+    if counts["duplicates"] and state.is_main_process:
         print(f"eisv-embed: {counts['duplicates']} duplicate input path(s) dropped (each file is embedded once; "
               f"'./a.wav' and 'a.wav' are the same file)", file=sys.stderr)
-    lock = lock_output(output)
+    lock, refusal = None, None
+    if state.is_main_process:
+        try:
+            lock = lock_output(output)
+            for path in (output, index_path(output)):
+                remove_stale_temporaries(path)  # of a killed run: we hold the lock, so no writer is alive
+        except ToolError as error:
+            refusal = str(error)
+    if state.num_processes > 1:  # the other processes wait for the main one's lock and clean-up
+        [refusal] = broadcast_object_list([refusal])
     try:
-        for path in (output, index_path(output)):
-            remove_stale_temporaries(path)  # of a killed run: we hold the lock, so no writer is alive
-        return _run_locked(args, output, entries, counts["duplicates"])
+        if refusal is not None:
+            raise ToolError(refusal)
+        return _run_locked(args, output, entries, counts["duplicates"], state)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
-def _run_locked(args, output: Path, entries: list, duplicates: int) -> dict:
+def process_share(infos: list, process_index: int, num_processes: int) -> list:
+    """The positions of `infos` one process embeds: every `num_processes`-th file, shortest first, so
+    each share holds about the same audio (and the same padding) whatever the order of the input."""
+    by_duration = sorted(range(len(infos)), key=lambda i: infos[i].duration_s)
+    return sorted(by_duration[process_index::num_processes])
+
+
+def _device(args, state):
+    """`--device`; `auto` or `cuda` under `accelerate launch` with several processes is each process's own device."""
+    if state.num_processes > 1 and args.device in (None, "auto", "cuda"):
+        return str(state.device)
+    return args.device
+
+
+def _run_locked(args, output: Path, entries: list, duplicates: int, state) -> dict:
+    from accelerate.utils import gather_object
+
     resumable = output.suffix == ".safetensors"
     embeddings, rows, metadata = np.zeros((0, 0), np.float32), [], {}
     if output.exists() and not args.overwrite:
@@ -182,19 +226,24 @@ def _run_locked(args, output: Path, entries: list, duplicates: int) -> dict:
     done = {normalise_key(row["path"]) for row in rows}
     todo = [(key, path) for key, path in entries if key not in done]
     infos = [probe_audio(path) for _, path in todo]  # fails on a missing/unreadable file before any work
-    model, feature_extractor, _, identity = load_for_backend(args.model, args.device,
+    model, feature_extractor, _, identity = load_for_backend(args.model, _device(args, state),
                                                               getattr(args, "backend", "torch"))
     settings = {"model": str(args.model), "model_sha256": identity, "window_s": args.window_s, "hop_s": args.hop_s}
     if rows or metadata:
         _check_resumable(output, metadata, settings)
-    print(f"eisv-embed: {len(entries)} files, {len(entries) - len(todo)} already in {output}, {len(todo)} to embed",
-          file=sys.stderr)
+    if state.is_main_process:
+        print(f"eisv-embed: {len(entries)} files, {len(entries) - len(todo)} already in {output}, {len(todo)} to "
+              f"embed", file=sys.stderr)
     result = {"total": len(entries), "skipped": len(entries) - len(todo), "embedded": 0, "duplicates": duplicates}
     if not todo:  # only a resumed .safetensors output gets here
-        write_index_csv(output, rows)  # a kill may have left the CSV copy missing or old
+        if state.is_main_process:
+            write_index_csv(output, rows)  # a kill may have left the CSV copy missing or old
         return result
     embedder = WindowedEmbedder(model, feature_extractor, args.batch_size, args.window_s, args.hop_s,
-                                max_batch_s=args.max_batch_s, min_speech_s=args.min_speech_s)
+                                max_batch_s=args.max_batch_s, min_speech_s=args.min_speech_s,
+                                num_workers=getattr(args, "num_workers", 0))
+    share = process_share(infos, state.process_index, state.num_processes) if state.num_processes > 1 \
+        else list(range(len(todo)))
     new = []  # (input position, vector, index row); files finish shortest first, rows are kept in input order
 
     def save():
@@ -205,21 +254,45 @@ def _run_locked(args, output: Path, entries: list, duplicates: int) -> dict:
         merged = stacked if len(rows) == 0 else np.concatenate([embeddings, stacked])
         save_embeddings(output, merged, rows + [row for _, _, row in new], settings)
 
-    complete = False
-    try:
+    def embed_share():
         for position, vector, info, num_windows in embedder.embed_files(
-                [p for _, p in todo], progress=not args.no_progress, infos=infos):
+                [todo[i][1] for i in share], progress=not args.no_progress and state.is_main_process,
+                infos=[infos[i] for i in share]):
+            position = share[position]
             if len(rows) and vector.size != embeddings.shape[1]:
-                raise ToolError(f"{output}: holds {embeddings.shape[1]}-d embeddings, this model gives {vector.size}-d; "
-                                f"pass --overwrite or choose another output")
+                raise ToolError(f"{output}: holds {embeddings.shape[1]}-d embeddings, this model gives "
+                                f"{vector.size}-d; pass --overwrite or choose another output")
             new.append((position, vector,
                         {"path": todo[position][0], "duration_s": info.duration_s, "num_windows": num_windows}))
-            if resumable and len(new) % args.save_every == 0:
-                save()
-        complete = True
-    finally:
-        if resumable or complete:
-            save()  # what is complete is kept, so a rerun resumes after an error or Ctrl-C
+            yield
+
+    if state.num_processes == 1:
+        complete = False
+        try:
+            for _ in embed_share():
+                if resumable and len(new) % args.save_every == 0:
+                    save()
+            complete = True
+        finally:
+            if resumable or complete:
+                save()  # what is complete is kept, so a rerun resumes after an error or Ctrl-C
+        result["embedded"] = len(new)
+        return result
+    # Several processes: each embeds its share; a bad file stops only its process, whose error is then
+    # everyone's (a process that raised before the gather would leave the others waiting in it).
+    error = None
+    try:
+        for _ in embed_share():
+            pass
+    except ToolError as failure:
+        error = str(failure)
+    gathered = gather_object([(new, error)])
+    new[:] = [item for part, _ in gathered for item in part]
+    errors = [message for _, message in gathered if message is not None]
+    if state.is_main_process and (resumable or not errors):
+        save()
+    if errors:
+        raise ToolError(errors[0])
     result["embedded"] = len(new)
     return result
 
@@ -231,6 +304,10 @@ def main(argv=None) -> int:
     except ToolError as error:
         print(f"eisv-embed: error: {error}", file=sys.stderr)
         return 1
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # it wrote nothing; the main process says what was written
+        return 0
     inside = " (index inside; copy in" if str(args.output).endswith(".safetensors") else " and"
     print(f"eisv-embed: wrote {args.output}{inside} {index_path(args.output)}"
           f"{')' if inside.startswith(' (') else ''} ({counts['embedded']} embedded, {counts['skipped']} skipped)",

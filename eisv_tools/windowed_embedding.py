@@ -2,11 +2,16 @@
 
 A file no longer than `window_s` is embedded whole. A longer one is read from disk window by
 window (`window_s` long, one every `hop_s` seconds, the last one aligned with the end of the
-file, so every window is full length); the unit-norm window embeddings are averaged and the
-mean is normalised again, as GE2E averages its partials. Memory is bounded whatever the file
-length: a batch holds at most `batch_size` windows and at most `max_batch_s` seconds of audio
-(16 ten-second windows through a C=512 ECAPA-TDNN take ~0.7 GB of activations on CPU, 8 take
-~0.35 GB). Every returned embedding has unit L2 norm.
+file, so every window is full length: `modeling_eisv.audio_io.read_windows`); the unit-norm
+window embeddings are averaged and the mean is normalised again, as GE2E averages its partials.
+Memory is bounded whatever the file length: a batch holds at most `batch_size` windows and at
+most `max_batch_s` seconds of audio (16 ten-second windows through a C=512 ECAPA-TDNN take
+~0.7 GB of activations on CPU, 8 take ~0.35 GB). Every returned embedding has unit L2 norm.
+
+Decoding, windowing and the feature extractor's per-waveform step (`prepare`) run in
+`num_workers` DataLoader worker processes (0: in this process), one item per file or per
+`batch_size` windows of a long file; batching, features (`extract`, on the model's device) and
+the model run here, in the same order whatever `num_workers`, so the results are the same.
 
 A file with less than `min_speech_s` seconds of active signal (default
 `modeling_eisv.speech_activity.MIN_SPEECH_S`, 0.3 s; the rule is described there) is refused
@@ -14,97 +19,65 @@ with an `AudioFileError` naming it, before its last window is embedded: silence 
 otherwise get a confident embedding. Overlapping windows of a long file are counted once.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import soundfile
 import torch
 from tqdm.auto import tqdm
 
-from data_collators.audio import AudioError, load_audio, resample
+from modeling_eisv.audio_io import AudioError, AudioInfo, count_windows, read_windows, window_starts
+from modeling_eisv.audio_io import probe_audio as _probe_audio
 from modeling_eisv.speech_activity import MIN_SPEECH_S, active_seconds, too_little_speech
 
 from .errors import AudioFileError, ToolError
 
-
-@dataclass
-class AudioFileInfo:
-    """What the header of an audio file says (nothing is decoded)."""
-
-    path: Path
-    num_frames: int  # samples per channel at the file's own rate
-    sampling_rate: int  # Hz
-
-    @property
-    def duration_s(self) -> float:
-        return self.num_frames / self.sampling_rate
+AudioFileInfo = AudioInfo  # the name the tools used before audio_io held it
+__all__ = ["AudioFileInfo", "WindowedEmbedder", "count_windows", "embed_paths", "probe_audio", "window_starts"]
 
 
-def probe_audio(path) -> AudioFileInfo:
-    """Read the header of `path`; raises `ToolError` naming the file when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise AudioFileError(path, f"{path}: no such audio file")
+def probe_audio(path) -> AudioInfo:
+    """Read the header of `path`; raises `AudioFileError` naming the file when missing or unreadable."""
     try:
-        info = soundfile.info(str(path))
-    except Exception as error:  # soundfile raises several types for corrupt or unknown formats
-        raise AudioFileError(path, f"{path}: cannot read audio ({error})") from None
-    if info.frames <= 0:
-        raise AudioFileError(path, f"{path}: audio file holds no samples")
-    return AudioFileInfo(path, int(info.frames), int(info.samplerate))
+        return _probe_audio(path)
+    except AudioError as error:
+        raise AudioFileError(Path(path), str(error)) from None
 
 
-def window_starts(num_samples: int, window: int, hop: int) -> list:
-    """Start samples of full-length windows covering `num_samples`; `[0]` when it fits in one."""
-    if num_samples <= window:
-        return [0]
-    starts = list(range(0, num_samples - window + 1, hop))
-    if starts[-1] != num_samples - window:
-        starts.append(num_samples - window)
-    return starts
+class FileWindows(torch.utils.data.Dataset):
+    """Item `(position, first, stop)` -> `(position, first, windows, error)`: windows `first` to
+    `stop - 1` of file `position`, each as `(waveform, active_s)`: the (samples,) float32 window
+    after the feature extractor's `prepare` (None for one too short to embed) and its active speech
+    in seconds (overlaps counted once). Reading stops at the first bad window; `error` is then the
+    `(path, message)` of the `AudioFileError` to raise after it, else None. (An exception itself
+    would not survive the trip back from a worker: `AudioFileError` does not unpickle.)"""
 
+    def __init__(self, infos, feature_extractor, window_s: float, hop_s: float, count_speech: bool):
+        self.infos, self.feature_extractor = infos, feature_extractor
+        self.window_s, self.hop_s, self.count_speech = window_s, hop_s, count_speech
+        self.rate = int(feature_extractor.sampling_rate)
+        self.min_samples = getattr(feature_extractor, "min_samples", 1)
 
-def read_windows(info: AudioFileInfo, window_s: float, hop_s: float, sampling_rate: int = 16000) -> Iterator[np.ndarray]:
-    """Yield the (samples,) float32 mono windows of a file at `sampling_rate`, reading one at a time."""
-    for waveform, _ in _windows(info, window_s, hop_s, sampling_rate):
-        yield waveform
-
-
-def _windows(info: AudioFileInfo, window_s: float, hop_s: float, sampling_rate: int):
-    """Yield `(window, first_new_sample)`: each window at `sampling_rate` and the sample of it from
-    which on the audio was not in an earlier window (0 for the first)."""
-    window = int(round(window_s * info.sampling_rate))
-    starts = window_starts(info.num_frames, window, int(round(hop_s * info.sampling_rate)))
-    if len(starts) == 1:
+    def __getitem__(self, item):
+        position, first, stop = item
+        info, windows = self.infos[position], []
         try:
-            yield load_audio(info.path, sampling_rate), 0
+            for number, (waveform, new_from) in enumerate(read_windows(info, self.window_s, self.hop_s, self.rate,
+                                                                       first, stop), start=first):
+                speech = active_seconds(waveform, self.rate, count_from=new_from) if self.count_speech else 0.0
+                if waveform.size < self.min_samples:
+                    windows.append((None, speech))
+                    return position, first, windows, (info.path, f"{info.path}: too short to embed ({waveform.size} "
+                                                                 f"samples; at least {self.min_samples} at {self.rate} "
+                                                                 f"Hz are needed)")
+                windows.append((self.feature_extractor.prepare(waveform, number), speech))
         except AudioError as error:
-            raise AudioFileError(info.path, str(error)) from None
-        return
-    try:
-        with soundfile.SoundFile(str(info.path)) as handle:
-            previous_end = 0
-            for start in starts:
-                handle.seek(start)
-                chunk = handle.read(window, dtype="float32", always_2d=True).mean(axis=1)
-                if not np.isfinite(chunk).all():
-                    raise AudioFileError(info.path, f"{info.path}: audio contains NaN or Inf samples near "
-                                                    f"{start / info.sampling_rate:.1f} s")
-                new_from = int(round(max(0, previous_end - start) * sampling_rate / info.sampling_rate))
-                previous_end = start + window
-                chunk = np.ascontiguousarray(resample(chunk, info.sampling_rate, sampling_rate), dtype=np.float32)
-                yield chunk, new_from
-    except ToolError:
-        raise
-    except Exception as error:
-        raise AudioFileError(info.path, f"{info.path}: cannot decode audio ({error})") from None
+            return position, first, windows, (info.path, str(error))
+        return position, first, windows, None
 
 
-def count_windows(info: AudioFileInfo, window_s: float, hop_s: float) -> int:
-    window = int(round(window_s * info.sampling_rate))
-    return len(window_starts(info.num_frames, window, int(round(hop_s * info.sampling_rate))))
+def _as_they_are(item):
+    return item
 
 
 class WindowedEmbedder:
@@ -119,10 +92,11 @@ class WindowedEmbedder:
         window_s, hop_s: window length and step for long files, in seconds.
         device: where the model runs; defaults to the model's device.
         min_speech_s: refuse a file with less active signal than this, in seconds (0: accept anything).
+        num_workers: DataLoader worker processes that decode and window the files (0: this process).
     """
 
     def __init__(self, model, feature_extractor, batch_size=16, window_s=10.0, hop_s=5.0, device=None,
-                 max_batch_s=80.0, min_speech_s=MIN_SPEECH_S):
+                 max_batch_s=80.0, min_speech_s=MIN_SPEECH_S, num_workers=0):
         if not (np.isfinite(window_s) and np.isfinite(hop_s)) or window_s <= 0 or not 0 < hop_s <= window_s:
             raise ToolError(f"need window_s > 0 and 0 < hop_s <= window_s; got window_s={window_s}, hop_s={hop_s}")
         if batch_size < 1:
@@ -131,7 +105,9 @@ class WindowedEmbedder:
             raise ToolError(f"max_batch_s must be a positive number of seconds; got {max_batch_s}")
         if min_speech_s is not None and not (np.isfinite(min_speech_s) and min_speech_s >= 0):
             raise ToolError(f"min_speech_s must be a number of seconds >= 0; got {min_speech_s}")
-        self.min_speech_s = float(min_speech_s or 0.0)
+        if num_workers < 0:
+            raise ToolError(f"num_workers must be >= 0; got {num_workers}")
+        self.min_speech_s, self.num_workers = float(min_speech_s or 0.0), int(num_workers)
         self.model, self.feature_extractor = model, feature_extractor
         self.batch_size, self.window_s, self.hop_s = int(batch_size), float(window_s), float(hop_s)
         if device is None:  # an `OnnxModel` has no parameters, only a device
@@ -143,24 +119,36 @@ class WindowedEmbedder:
     @torch.inference_mode()
     def embed_waveforms(self, waveforms) -> np.ndarray:
         """List of (samples,) float32 arrays at 16 kHz -> (batch, embedding_size) unit-norm float32."""
-        inputs = self.feature_extractor(list(waveforms), sampling_rate=self.sampling_rate, return_tensors="pt")
-        inputs = {key: value.to(self.device) for key, value in inputs.items()}
-        embeddings = self.model(**inputs).embeddings.float()
+        return self._embed_prepared([self.feature_extractor.prepare(w, i) for i, w in enumerate(waveforms)])
+
+    @torch.inference_mode()
+    def _embed_prepared(self, arrays) -> np.ndarray:
+        """Arrays from `feature_extractor.prepare` -> (batch, embedding_size) unit-norm float32; the
+        features are computed on the model's device."""
+        waveforms, num_samples = self.feature_extractor.pad_waveforms(arrays)
+        non_blocking = self.device.type == "cuda"
+        features, mask = self.feature_extractor.extract(waveforms.to(self.device, non_blocking=non_blocking),
+                                                        num_samples.to(self.device))
+        embeddings = self.model(input_features=features, attention_mask=mask).embeddings.float()
         return torch.nn.functional.normalize(embeddings, dim=-1).cpu().numpy()
 
-    def _checked_windows(self, info: AudioFileInfo, num_windows: int, min_samples: int) -> Iterator[np.ndarray]:
-        """The windows of one file; raises `AudioFileError` before its last window when the file has
-        too little speech or a window is shorter than the frontend needs."""
-        speech_s = 0.0
-        for number, (waveform, new_from) in enumerate(_windows(info, self.window_s, self.hop_s, self.sampling_rate)):
-            if self.min_speech_s:
-                speech_s += active_seconds(waveform, self.sampling_rate, count_from=new_from)
-                if number == num_windows - 1 and speech_s < self.min_speech_s:
-                    raise AudioFileError(info.path, too_little_speech(info.path, speech_s, self.min_speech_s))
-            if waveform.size < min_samples:
-                raise AudioFileError(info.path, f"{info.path}: too short to embed ({waveform.size} samples; at least "
-                                                f"{min_samples} at {self.sampling_rate} Hz are needed)")
-            yield waveform
+    def _items(self, order, counts):
+        """`(position, first, stop)` per file in `order`; a long file is cut into pieces of at most
+        `batch_size` windows and `max_batch_s` of audio, so what a worker holds stays bounded."""
+        window = max(1, int(self.window_s * self.sampling_rate))
+        per_item = max(1, min(self.batch_size, self.max_batch_samples // window))
+        for position in order:
+            for first in range(0, counts[position], per_item):
+                yield position, first, min(first + per_item, counts[position])
+
+    def _read(self, infos, order, counts):
+        """`FileWindows` items in `order`, read by `num_workers` worker processes (or here)."""
+        dataset = FileWindows(infos, self.feature_extractor, self.window_s, self.hop_s, bool(self.min_speech_s))
+        items = list(self._items(order, counts))
+        if self.num_workers == 0:
+            return map(dataset.__getitem__, items)
+        return iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=items, collate_fn=_as_they_are,
+                                                num_workers=self.num_workers))
 
     def embed_files(self, paths, progress=False, infos=None) -> Iterator[tuple]:
         """Yield `(position, embedding (D,) float32 unit-norm, AudioFileInfo, num_windows)` per file.
@@ -173,14 +161,13 @@ class WindowedEmbedder:
         infos = list(infos) if infos is not None else [probe_audio(path) for path in paths]
         counts = [count_windows(info, self.window_s, self.hop_s) for info in infos]
         order = sorted(range(len(infos)), key=lambda i: min(infos[i].duration_s, self.window_s))
-        min_samples = getattr(self.feature_extractor, "min_samples", 1)
-        sums, left = {}, {}
-        batch = []  # (position, waveform)
+        sums, left, speech = {}, {}, {}
+        batch = []  # (position, prepared waveform)
         bar = tqdm(total=sum(counts), unit="window", desc="embedding", disable=not progress, dynamic_ncols=True)
 
         def flush():
             finished = []
-            embeddings = self.embed_waveforms([waveform for _, waveform in batch])
+            embeddings = self._embed_prepared([waveform for _, waveform in batch])
             for (position, waveform), embedding in zip(batch, embeddings):
                 sums[position] = sums.get(position, 0.0) + embedding
                 left[position] -= 1
@@ -193,14 +180,22 @@ class WindowedEmbedder:
                 yield position, (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32), infos[position], counts[position]
 
         try:
-            for position in order:
-                left[position] = counts[position]
+            for position, first, windows, error in self._read(infos, order, counts):
+                left.setdefault(position, counts[position])
                 try:
-                    for waveform in self._checked_windows(infos[position], counts[position], min_samples):
+                    for number, (waveform, active_s) in enumerate(windows, start=first):
+                        speech[position] = speech.get(position, 0.0) + active_s
+                        if self.min_speech_s and number == counts[position] - 1 and speech[position] < self.min_speech_s:
+                            raise AudioFileError(infos[position].path, too_little_speech(
+                                infos[position].path, speech[position], self.min_speech_s))
+                        if waveform is None:
+                            break
                         batch.append((position, waveform))
                         batch_samples = sum(w.size for _, w in batch)
                         if len(batch) >= self.batch_size or batch_samples >= self.max_batch_samples:
                             yield from flush()
+                    if error is not None:
+                        raise AudioFileError(*error)
                 except ToolError:
                     # Finish the files read before this one, so a caller that saves what it got loses nothing.
                     batch[:] = [item for item in batch if item[0] != position]

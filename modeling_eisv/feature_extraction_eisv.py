@@ -9,12 +9,10 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 from transformers.utils import logging
 
+from .audio_io import to_mono
 from .voice_activity import trim_long_silences as vad_trim
 
 logger = logging.get_logger(__name__)
-
-# Waveforms with a channel axis of at most this many entries are treated as multi-channel audio.
-_MAX_CHANNELS = 8
 FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank", "waveform")
 KALDI_WINDOWS = ("povey", "hamming")
 
@@ -68,7 +66,8 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     16 kHz. Floats are taken as they are (nominally in [-1, 1]); int16 / int32 / uint8 PCM is
     scaled to [-1, 1]. A 2-D array is one multi-channel recording (channels on the axis of at most
     8 entries, either `(channels, samples)` as torchaudio loads or `(samples, channels)` as
-    soundfile loads) and is averaged to mono. Batches are passed as lists, never as 2-D arrays.
+    soundfile loads) and is averaged to mono (`modeling_eisv.audio_io.to_mono`, the package's one
+    channel rule). Batches are passed as lists, never as 2-D arrays.
 
     Args:
         feature_type (`str`, defaults to `"kaldi_fbank"`): `"kaldi_fbank"`, `"ge2e_mel"` or
@@ -225,15 +224,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             array = array.astype(np.float32, copy=False)
         else:
             raise TypeError(f"{where} has non-numeric dtype {array.dtype}; pass audio samples as floats or PCM integers")
-        if array.ndim == 2:
-            channel_axis = int(np.argmin(array.shape))
-            if array.shape[channel_axis] > _MAX_CHANNELS:
-                raise ValueError(
-                    f"{where} is a 2-D array of shape {array.shape}; a 2-D array is read as one multi-channel "
-                    f"recording (at most {_MAX_CHANNELS} channels). Pass a batch as a list of 1-D arrays.")
-            array = array.mean(axis=channel_axis)
-        elif array.ndim != 1:
-            raise ValueError(f"{where} has shape {array.shape}; expected 1-D samples or (channels, samples)")
+        array = to_mono(array, where)
         if array.size == 0:
             raise ValueError(f"{where} is empty (0 samples)")
         if not np.isfinite(array).all():
@@ -268,6 +259,26 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         if kept.size < self.min_samples:
             return array
         return np.ascontiguousarray(kept)
+
+    def prepare(self, waveform, index: int = 0) -> np.ndarray:
+        """One input of `__call__` -> the (samples,) float32 mono array `pad_waveforms` takes:
+        validated, and trimmed with `trim_long_silences`. Errors name the input as `input {index}`.
+
+        `__call__` is `extract(*pad_waveforms([prepare(w, i) ...]))`; callers that prepare waveforms
+        in worker processes and extract features on a GPU use the three steps.
+        """
+        array = self._to_mono_float(waveform, index)
+        return self._trim(array, index) if self.trim_long_silences else array
+
+    @staticmethod
+    def pad_waveforms(arrays) -> tuple:
+        """List of (samples,) float32 arrays -> (waveforms (batch, longest) float32 zero-padded,
+        num_samples (batch,) int64), the inputs of `extract`."""
+        num_samples = torch.tensor([array.size for array in arrays])
+        waveforms = torch.zeros(len(arrays), int(num_samples.max()))
+        for row, array in enumerate(arrays):
+            waveforms[row, : array.size] = torch.from_numpy(array)
+        return waveforms, num_samples
 
     # -- features -------------------------------------------------------------------------------
 
@@ -356,13 +367,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         items = list(raw_speech) if is_batched else [raw_speech]
         if not items:
             raise ValueError("EISVFeatureExtractor: the batch is empty")
-        arrays = [self._to_mono_float(item, i) for i, item in enumerate(items)]
-        if self.trim_long_silences:
-            arrays = [self._trim(array, i) for i, array in enumerate(arrays)]
-        num_samples = torch.tensor([a.size for a in arrays])
-        waveforms = torch.zeros(len(arrays), int(num_samples.max()))
-        for row, array in enumerate(arrays):
-            waveforms[row, : array.size] = torch.from_numpy(array)
+        waveforms, num_samples = self.pad_waveforms([self.prepare(item, i) for i, item in enumerate(items)])
         features, mask = self.extract(waveforms, num_samples)
         data = {"input_features": features}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:

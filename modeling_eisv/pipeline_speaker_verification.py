@@ -28,22 +28,18 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
+from .audio_io import load_audio, resample, to_mono
 from .calibration import DEFAULT_P_TARGET, bayes_threshold
 from .speech_activity import MIN_SPEECH_S, check_speech
 
 
 def _load_input(item, sampling_rate: int) -> np.ndarray:
-    """Path / array / {"array", "sampling_rate"} dict -> (samples,) float32 mono at `sampling_rate`."""
-    rate = sampling_rate
+    """Path / array / {"array", "sampling_rate"} dict -> (samples,) float32 mono at `sampling_rate`
+    (`audio_io`'s decode, channel rule and resampler)."""
     if isinstance(item, (str,)) or hasattr(item, "__fspath__"):
-        import soundfile  # lazily: the module itself needs only torch, numpy and transformers
-
-        try:
-            array, rate = soundfile.read(str(item), dtype="float32", always_2d=True)
-        except Exception as error:
-            raise ValueError(f"{item}: cannot read audio ({error})") from None
-        array = array.mean(axis=1)
-    elif isinstance(item, dict):
+        return load_audio(item, sampling_rate)
+    rate = sampling_rate
+    if isinstance(item, dict):
         if "array" not in item or "sampling_rate" not in item:
             raise ValueError(f"an audio dict needs 'array' and 'sampling_rate' keys; got {sorted(item)}")
         array, rate = item["array"], int(item["sampling_rate"])
@@ -51,18 +47,12 @@ def _load_input(item, sampling_rate: int) -> np.ndarray:
         array = item
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().numpy()
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim == 2:  # (channels, samples) or (samples, channels): average the short axis
-        array = array.mean(axis=int(np.argmin(array.shape)))
+    array = to_mono(np.asarray(array, dtype=np.float32))
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"audio must be a non-empty 1-D waveform; got shape {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError("audio contains NaN or Inf samples")
-    if rate != sampling_rate:
-        import torchaudio
-
-        array = torchaudio.functional.resample(torch.from_numpy(array), rate, sampling_rate).numpy()
-    return array
+    return resample(array, rate, sampling_rate)
 
 
 class SpeakerVerificationPipeline(Pipeline):

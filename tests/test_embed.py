@@ -235,3 +235,77 @@ def test_keys_are_normalised_duplicates_counted_and_columns_mapped(model_dir, wa
     assert main(["--model", str(model_dir), "--input", str(listing), "--output", str(tmp_path / "e2.safetensors"),
                  "--column-mapping", "not json"]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+# --- embedding at scale (issue 16): DataLoader workers, several processes --------------------------------------
+
+
+@pytest.fixture
+def mixed_dir(wav_dir):
+    """wav_dir plus a 27 s file (5 windows: read by workers in pieces of --batch-size windows) and a stereo one."""
+    soundfile.write(wav_dir / "long.wav", voice_like(27.0, seed=5), 16000, subtype="FLOAT")
+    soundfile.write(wav_dir / "stereo.flac", np.stack([voice_like(2.0, seed=6), voice_like(2.0, seed=7)], 1), 16000)
+    return wav_dir
+
+
+def test_workers_give_the_same_rows_and_values_as_the_main_process(model_dir, mixed_dir, tmp_path):
+    outputs = {}
+    for workers in ("0", "2"):
+        outputs[workers] = tmp_path / f"emb{workers}.safetensors"
+        assert embed(model_dir, mixed_dir, outputs[workers], "--num_workers", workers, "--batch-size", "2") == 0
+    (ref, ref_rows, _), (got, got_rows, _) = (load_embeddings(outputs[w]) for w in ("0", "2"))
+    assert ref_rows == got_rows and [row["num_windows"] for row in got_rows] == [5, 1, 1, 1, 1]
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_a_bad_file_read_by_a_worker_names_it_and_keeps_the_others(model_dir, mixed_dir, tmp_path, capsys):
+    soundfile.write(mixed_dir / "zz_silence.wav", np.zeros(48000, np.float32), 16000)
+    output = tmp_path / "emb.safetensors"
+    assert embed(model_dir, mixed_dir, output, "--num-workers", "2") == 1
+    assert "zz_silence.wav: too little speech" in capsys.readouterr().err
+    assert [row["path"] for row in load_embeddings(output)[1]] == ["stereo.flac", "v0.wav", "v1.wav", "v2.wav"]
+
+
+def test_process_shares_split_the_files_by_duration():
+    from eisv_tools.embed import process_share
+    from modeling_eisv.audio_io import AudioInfo
+
+    infos = [AudioInfo(None, 16000 * seconds, 16000) for seconds in (9, 1, 8, 2, 7, 3)]
+    shares = [process_share(infos, rank, 2) for rank in (0, 1)]
+    assert sorted(shares[0] + shares[1]) == list(range(6)) and shares == [[1, 2, 5], [0, 3, 4]]
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_output_of_one(model_dir, mixed_dir, tmp_path):
+    """`accelerate launch` with 2 CPU processes over gloo: the same rows, in the same order, and the same values
+    (within float tolerance: each process batches its own share) as one process; a bad file fails the run,
+    naming it, and what was embedded is kept."""
+    import os
+    import socket
+
+    single = tmp_path / "single.safetensors"
+    assert embed(model_dir, mixed_dir, single, "--batch-size", "2") == 0
+
+    def launch(output):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+                   "-m", "eisv_tools.embed", "--model", str(model_dir), "--input", str(mixed_dir), "--output",
+                   str(output), "--no-progress", "--batch-size", "2", "--num-workers", "1"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
+
+    output = tmp_path / "two.safetensors"
+    done = launch(output)
+    assert done.returncode == 0, done.stderr[-5000:]
+    (ref, ref_rows, ref_meta), (got, got_rows, got_meta) = load_embeddings(single), load_embeddings(output)
+    assert got_rows == ref_rows and got_meta["model_sha256"] == ref_meta["model_sha256"]
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert not list(tmp_path.glob(".*tmp*"))
+    soundfile.write(mixed_dir / "zz_silence.wav", np.zeros(48000, np.float32), 16000)
+    soundfile.write(mixed_dir / "v9.wav", voice_like(1.0, seed=9), 16000)
+    failed = launch(output)
+    assert failed.returncode != 0 and "zz_silence.wav: too little speech" in failed.stderr
+    assert [row["path"] for row in load_embeddings(output)[1]] == [row["path"] for row in ref_rows] + ["v9.wav"]
