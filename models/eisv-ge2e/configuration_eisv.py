@@ -1,16 +1,19 @@
-"""Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM, ResNet) and their training losses."""
+"""Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM, ResNet, transformers speech backbones) and
+their training losses."""
 
 import math
 
 from transformers import PretrainedConfig
 
-ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm", "resnet")
-FRONTENDS = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
+ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm", "resnet", "ssl_backbone")
+FRONTENDS = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank", "waveform")
 ECAPA_PADDING_MODES = ("zeros", "reflect")
 CALIBRATION_SCORES = ("cosine", "as_norm")
 EMBEDDING_TRANSFORMS = (None, "affine")
 # Which input frontend each encoder is built for: the GE2E weights expect 40 power-mel bands.
-DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel", "resnet": "kaldi_fbank"}
+DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel", "resnet": "kaldi_fbank",
+                    "ssl_backbone": "waveform"}
+SSL_HEADS = ("attentive", "xvector")
 
 
 class EISVConfig(PretrainedConfig):
@@ -20,16 +23,19 @@ class EISVConfig(PretrainedConfig):
     Args:
         encoder_type (`str`, *optional*, defaults to `"ecapa_tdnn"`):
             Speaker encoder: `"ecapa_tdnn"` (Desplanques et al. 2020), `"ge2e_lstm"` (the
-            3-layer LSTM of Wan et al. 2018 as shipped by the `resemblyzer` package) or `"resnet"`
-            (WeSpeaker's ResNet34 with statistics pooling, as `pyannote.audio` packages it).
+            3-layer LSTM of Wan et al. 2018 as shipped by the `resemblyzer` package), `"resnet"`
+            (WeSpeaker's ResNet34 with statistics pooling, as `pyannote.audio` packages it) or
+            `"ssl_backbone"` (a transformers speech backbone such as WavLM, `ssl_backbone.py`).
         frontend (`str`, *optional*):
             Input features the encoder expects: `"kaldi_fbank"` (log mel filterbank, 25 ms / 10 ms,
             per-utterance mean normalisation), `"ge2e_mel"` (power mel spectrogram, no log, as
             resemblyzer computes it) or `"speechbrain_fbank"` (SpeechBrain's `Fbank` in dB followed
             by sentence mean normalisation, for encoders converted from SpeechBrain). Defaults to
-            the natural one of `encoder_type`.
+            the natural one of `encoder_type`. `"waveform"` (the `ssl_backbone` encoder's, and only its):
+            the 16 kHz samples themselves, `input_features` of shape (batch, samples).
         num_mel_bins (`int`, *optional*):
-            Number of mel bands of the frontend. Defaults to 40 for `ge2e_mel`, 80 for the others.
+            Number of mel bands of the frontend. Defaults to 40 for `ge2e_mel`, 1 for `waveform`, 80 for
+            the others.
         sampling_rate (`int`, *optional*, defaults to 16000):
             Sampling rate of the audio the model is trained on, in Hz.
         embedding_size (`int`, *optional*):
@@ -75,6 +81,22 @@ class EISVConfig(PretrainedConfig):
         resnet_pooling_eps (`float`, *optional*, defaults to 1e-10):
             Floor of the variance in the ResNet's statistics pooling, before the square root
             (pyannote has none; the floor only keeps the gradient finite for a constant channel).
+        backbone_config (`dict`, *optional*):
+            `ssl_backbone` only: the backbone's own config as a dict with `model_type` (what its
+            `config.json` holds), built with `AutoConfig.for_model`. Defaults to `{"model_type": "wavlm"}`
+            (WavLM-base sizes). Its fields such as `layerdrop`, `mask_time_prob` (transformers'
+            SpecAugment in training) and `apply_spec_augment` act as in transformers. To freeze the CNN
+            feature encoder, train with `--freeze_layers 1`; the whole backbone, `--freeze_layers
+            2 + num_hidden_layers` (the layers of `eisv_training.forgetting.LAYER_PATTERNS`).
+        ssl_head (`str`, *optional*, defaults to `"attentive"`):
+            `"attentive"`: attentive statistics pooling (`ecapa_attention_channels`, `ecapa_pooling_eps`),
+            BatchNorm, linear to `embedding_size`; or `"xvector"`: the head of transformers'
+            `*ForXVector` (projector, TDNN layers, mean + std pooling, linear), for converted checkpoints.
+        ssl_weighted_layer_sum (`bool`, *optional*, defaults to True):
+            Pool a learnable softmax-weighted sum of all hidden states (True) or the last layer's.
+        xvector_tdnn_dim (`list[int]`), xvector_tdnn_kernel (`list[int]`), xvector_tdnn_dilation (`list[int]`):
+            The `xvector` head's TDNN layers: output channels, kernel sizes and dilations
+            (transformers' `tdnn_dim`, `tdnn_kernel`, `tdnn_dilation`; defaults are theirs).
         num_speakers (`int`, *optional*, defaults to 1):
             Training speakers: rows of the AAM-softmax head. Kept as a number, not as a label map,
             so that `config.json` stays small.
@@ -86,6 +108,10 @@ class EISVConfig(PretrainedConfig):
         erl_weight (`float`, *optional*, defaults to 0.0):
             Weight λ of the emotion-robust loss λ·(1 − cos(e₁, e₂)) over the parallel pairs a
             batch marks. 0 disables it (the paper's baseline).
+        aam_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the AAM-softmax speaker-classification loss in `loss`. 0 trains on the
+            pair loss (and whatever a training loop adds) only: emotion invariance without
+            learning to tell the training speakers apart.
         verification_threshold (`float`, *optional*):
             Cosine-score threshold for an accept decision, set by training at the dev-set EER
             point. `None` when the model was never calibrated. Used for decisions only when the
@@ -138,10 +164,17 @@ class EISVConfig(PretrainedConfig):
         resnet_channels=32,
         resnet_num_blocks=(3, 4, 6, 3),
         resnet_pooling_eps=1e-10,
+        backbone_config=None,
+        ssl_head="attentive",
+        ssl_weighted_layer_sum=True,
+        xvector_tdnn_dim=(512, 512, 512, 512, 1500),
+        xvector_tdnn_kernel=(5, 3, 3, 1, 1),
+        xvector_tdnn_dilation=(1, 2, 3, 1, 1),
         num_speakers=1,
         aam_margin=0.2,
         aam_scale=30.0,
         erl_weight=0.0,
+        aam_weight=1.0,
         verification_threshold=None,
         calibration_scale=None,
         calibration_offset=None,
@@ -153,7 +186,8 @@ class EISVConfig(PretrainedConfig):
     ):
         self.encoder_type = encoder_type
         self.frontend = frontend if frontend is not None else DEFAULT_FRONTEND.get(encoder_type)
-        self.num_mel_bins = num_mel_bins if num_mel_bins is not None else (40 if self.frontend == "ge2e_mel" else 80)
+        self.num_mel_bins = num_mel_bins if num_mel_bins is not None else (
+            {"ge2e_mel": 40, "waveform": 1}.get(self.frontend, 80))
         self.sampling_rate = sampling_rate
         self.embedding_size = embedding_size if embedding_size is not None else (256 if encoder_type in ("ge2e_lstm", "resnet") else 192)
         self.ecapa_channels = ecapa_channels
@@ -173,10 +207,19 @@ class EISVConfig(PretrainedConfig):
         self.resnet_channels = resnet_channels
         self.resnet_num_blocks = list(resnet_num_blocks)
         self.resnet_pooling_eps = resnet_pooling_eps
+        if backbone_config is None and encoder_type == "ssl_backbone":
+            backbone_config = {"model_type": "wavlm"}
+        self.backbone_config = dict(backbone_config) if isinstance(backbone_config, dict) else backbone_config
+        self.ssl_head = ssl_head
+        self.ssl_weighted_layer_sum = ssl_weighted_layer_sum
+        self.xvector_tdnn_dim = list(xvector_tdnn_dim)
+        self.xvector_tdnn_kernel = list(xvector_tdnn_kernel)
+        self.xvector_tdnn_dilation = list(xvector_tdnn_dilation)
         self.num_speakers = num_speakers
         self.aam_margin = aam_margin
         self.aam_scale = aam_scale
         self.erl_weight = erl_weight
+        self.aam_weight = aam_weight
         self.verification_threshold = verification_threshold
         self.calibration_scale = calibration_scale
         self.calibration_offset = calibration_offset
@@ -199,6 +242,16 @@ class EISVConfig(PretrainedConfig):
             fail("frontend", f"unknown frontend; choose one of {FRONTENDS}")
         if self.encoder_type == "ge2e_lstm" and self.frontend != "ge2e_mel":
             fail("frontend", "the ge2e_lstm encoder expects the 'ge2e_mel' frontend (40 power-mel bands)")
+        if (self.encoder_type == "ssl_backbone") != (self.frontend == "waveform"):
+            fail("frontend", "the ssl_backbone encoder takes the 'waveform' frontend, and only it does")
+        if self.encoder_type == "ssl_backbone":
+            if not isinstance(self.backbone_config, dict) or not self.backbone_config.get("model_type"):
+                fail("backbone_config", "must be the backbone's config as a dict with 'model_type' (e.g. 'wavlm')")
+            if self.ssl_head not in SSL_HEADS:
+                fail("ssl_head", f"choose one of {SSL_HEADS}")
+            tdnn = (self.xvector_tdnn_dim, self.xvector_tdnn_kernel, self.xvector_tdnn_dilation)
+            if self.ssl_head == "xvector" and (len({len(t) for t in tdnn}) != 1 or not tdnn[0]):
+                fail("xvector_tdnn_dim", "xvector_tdnn_dim, _kernel and _dilation need the same, non-zero length")
         for field in ("num_mel_bins", "sampling_rate", "embedding_size", "num_speakers"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -246,6 +299,8 @@ class EISVConfig(PretrainedConfig):
             fail("aam_scale", "must be positive")
         if self.erl_weight < 0:
             fail("erl_weight", "must be >= 0")
+        if not self.aam_weight >= 0:
+            fail("aam_weight", "must be >= 0")
         if (self.calibration_scale is None) != (self.calibration_offset is None):
             fail("calibration_scale", "calibration_scale and calibration_offset are set together or not at all")
         if self.calibration_scale is not None:

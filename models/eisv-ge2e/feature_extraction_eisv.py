@@ -1,5 +1,5 @@
-"""Waveform -> frame features for EISV encoders: Kaldi-style log fbank (ECAPA), GE2E power mel, or
-SpeechBrain's dB fbank (ECAPA converted from SpeechBrain)."""
+"""Waveform -> frame features for EISV encoders: Kaldi-style log fbank (ECAPA), GE2E power mel,
+SpeechBrain's dB fbank (ECAPA converted from SpeechBrain), or the waveform itself (speech backbones)."""
 
 import math
 
@@ -9,13 +9,11 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 from transformers.utils import logging
 
+from .audio_io import to_mono
 from .voice_activity import trim_long_silences as vad_trim
 
 logger = logging.get_logger(__name__)
-
-# Waveforms with a channel axis of at most this many entries are treated as multi-channel audio.
-_MAX_CHANNELS = 8
-FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank")
+FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank", "waveform")
 KALDI_WINDOWS = ("povey", "hamming")
 
 
@@ -39,7 +37,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
     Turns 16 kHz speech into `input_features` (batch, frames, mel bins) and a frame-level
     `attention_mask` (batch, frames), 1 for real frames and 0 for padding.
 
-    Three frontends, all with a 10 ms frame step:
+    Four frontends, all with a 10 ms frame step:
 
     - `"kaldi_fbank"` (ECAPA-TDNN): 25 ms frames taken inside the signal (Kaldi's `snip_edges`, so
       `1 + (samples - 400) // 160` frames at 16 kHz), DC removal, pre-emphasis 0.97, Povey window,
@@ -58,12 +56,18 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
       frames), 400-point FFT, power, SpeechBrain's triangular mel filters from 0 Hz to Nyquist,
       `10 * log10(max(x, 1e-10))` floored at 80 dB below the utterance's maximum (over its real
       frames and all bands), then the utterance mean is subtracted over real frames. No pre-emphasis.
+    - `"waveform"` (transformers speech backbones, `ssl_backbone`): `input_features` are the samples
+      themselves, (batch, samples), with an `attention_mask` over samples; with `do_normalize` each
+      utterance is scaled to zero mean and unit variance over its real samples, as transformers'
+      `Wav2Vec2FeatureExtractor(do_normalize=True)` does (padding stays `padding_value`). Its frame
+      grid (used by emotion-aware masking only) is `kaldi_fbank`'s: 25 ms frames every 10 ms.
 
     Input: one waveform or a list of them, each a 1-D array, list or tensor of samples at
     16 kHz. Floats are taken as they are (nominally in [-1, 1]); int16 / int32 / uint8 PCM is
     scaled to [-1, 1]. A 2-D array is one multi-channel recording (channels on the axis of at most
     8 entries, either `(channels, samples)` as torchaudio loads or `(samples, channels)` as
-    soundfile loads) and is averaged to mono. Batches are passed as lists, never as 2-D arrays.
+    soundfile loads) and is averaged to mono (`modeling_eisv.audio_io.to_mono`, the package's one
+    channel rule). Batches are passed as lists, never as 2-D arrays.
 
     Args:
         feature_type (`str`, defaults to `"kaldi_fbank"`): `"kaldi_fbank"`, `"ge2e_mel"` or
@@ -89,17 +93,19 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             this before the features, after the `min_level_dbfs` gain. WeSpeaker uses 32768 (16-bit
             integer range); after mean normalisation a scale only matters where the log's floor
             (float32 eps) is reached, i.e. in near-digital silence.
+        do_normalize (`bool`, defaults to True): `waveform` only: zero-mean unit-variance per utterance
+            (set it as the backbone's checkpoint was trained: its `preprocessor_config.json`).
     """
 
     model_input_names = ["input_features", "attention_mask"]
 
     def __init__(self, feature_type="kaldi_fbank", feature_size=None, sampling_rate=16000, padding_value=0.0,
                  min_level_dbfs="default", trim_long_silences=False, vad_aggressiveness=3, window_type=None,
-                 waveform_scale=1.0, **kwargs):
+                 waveform_scale=1.0, do_normalize=True, **kwargs):
         if feature_type not in FEATURE_TYPES:
             raise ValueError(f"EISVFeatureExtractor: feature_type={feature_type!r}; choose one of {FEATURE_TYPES}")
         if feature_size is None:
-            feature_size = 40 if feature_type == "ge2e_mel" else 80
+            feature_size = {"ge2e_mel": 40, "waveform": 1}.get(feature_type, 80)
         kwargs.setdefault("return_attention_mask", True)
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.feature_type = feature_type
@@ -121,6 +127,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         self.waveform_scale = float(waveform_scale)
         self.trim_long_silences = bool(trim_long_silences)
         self.vad_aggressiveness = int(vad_aggressiveness)
+        self.do_normalize = bool(do_normalize)
         self.win_length = int(round(0.025 * sampling_rate))  # 400 samples
         self.hop_length = sampling_rate // 100  # 160 samples
         self.center = feature_type in ("ge2e_mel", "speechbrain_fbank")
@@ -136,6 +143,8 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             self.n_fft = self.win_length
             filters = speechbrain_mel_filters(self.n_fft // 2 + 1, feature_size, sampling_rate)
             window = torch.hamming_window(self.win_length)
+        elif feature_type == "waveform":  # no spectrum: only the frame grid, for emotion-aware masking
+            self.n_fft, filters, window = self.win_length, np.zeros((0, 0)), torch.ones(self.win_length)
         else:
             self.n_fft = self.win_length
             filters = mel_filter_bank(self.n_fft // 2 + 1, feature_size, 0.0, sampling_rate / 2, sampling_rate,
@@ -146,9 +155,22 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
 
     def to_dict(self):
         output = super().to_dict()
-        for key in ("_mel_filters", "_window", "win_length", "hop_length", "center", "n_fft"):
+        for key in ("_mel_filters", "_window", "_device_buffers", "win_length", "hop_length", "center", "n_fft"):
             output.pop(key, None)
         return output
+
+    def __getstate__(self):  # data workers get the CPU buffers only
+        state = self.__dict__.copy()
+        state.pop("_device_buffers", None)
+        return state
+
+    def _buffers_on(self, device):
+        """(window, mel filters) on `device`, copied once per device: a copy at every call would make the
+        host wait for the device at every batch."""
+        cached = self.__dict__.get("_device_buffers")
+        if cached is None or cached[0] != device:
+            cached = self.__dict__["_device_buffers"] = (device, self._window.to(device), self._mel_filters.to(device))
+        return cached[1], cached[2]
 
     # -- frame grid -----------------------------------------------------------------------------
 
@@ -202,15 +224,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             array = array.astype(np.float32, copy=False)
         else:
             raise TypeError(f"{where} has non-numeric dtype {array.dtype}; pass audio samples as floats or PCM integers")
-        if array.ndim == 2:
-            channel_axis = int(np.argmin(array.shape))
-            if array.shape[channel_axis] > _MAX_CHANNELS:
-                raise ValueError(
-                    f"{where} is a 2-D array of shape {array.shape}; a 2-D array is read as one multi-channel "
-                    f"recording (at most {_MAX_CHANNELS} channels). Pass a batch as a list of 1-D arrays.")
-            array = array.mean(axis=channel_axis)
-        elif array.ndim != 1:
-            raise ValueError(f"{where} has shape {array.shape}; expected 1-D samples or (channels, samples)")
+        array = to_mono(array, where)
         if array.size == 0:
             raise ValueError(f"{where} is empty (0 samples)")
         if not np.isfinite(array).all():
@@ -246,6 +260,26 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             return array
         return np.ascontiguousarray(kept)
 
+    def prepare(self, waveform, index: int = 0) -> np.ndarray:
+        """One input of `__call__` -> the (samples,) float32 mono array `pad_waveforms` takes:
+        validated, and trimmed with `trim_long_silences`. Errors name the input as `input {index}`.
+
+        `__call__` is `extract(*pad_waveforms([prepare(w, i) ...]))`; callers that prepare waveforms
+        in worker processes and extract features on a GPU use the three steps.
+        """
+        array = self._to_mono_float(waveform, index)
+        return self._trim(array, index) if self.trim_long_silences else array
+
+    @staticmethod
+    def pad_waveforms(arrays) -> tuple:
+        """List of (samples,) float32 arrays -> (waveforms (batch, longest) float32 zero-padded,
+        num_samples (batch,) int64), the inputs of `extract`."""
+        num_samples = torch.tensor([array.size for array in arrays])
+        waveforms = torch.zeros(len(arrays), int(num_samples.max()))
+        for row, array in enumerate(arrays):
+            waveforms[row, : array.size] = torch.from_numpy(array)
+        return waveforms, num_samples
+
     # -- features -------------------------------------------------------------------------------
 
     def extract(self, waveforms: torch.Tensor, num_samples: torch.Tensor):
@@ -257,31 +291,40 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             num_samples: (batch,) real samples of each row.
         Returns:
             features (batch, frames, feature_size) float32, padded frames set to `padding_value`;
-            attention_mask (batch, frames) int32.
+            attention_mask (batch, frames) int32. For the `waveform` frontend: (batch, samples) both.
         """
         device = waveforms.device
         waveforms = waveforms.float()
-        num_samples = torch.as_tensor(num_samples, device=device).long()
+        if torch.is_tensor(num_samples) and num_samples.device == device:
+            max_frames = None  # read from the device below
+        else:  # counts on the host (a training loop's pinned batch): the frame count without a device read
+            num_samples = torch.as_tensor(num_samples).long()
+            max_frames = int(self.num_frames_tensor(num_samples).max())
+            num_samples = num_samples.to(device, non_blocking=True)
+        num_samples = num_samples.long()
         if self.min_level_dbfs is not None:
             rms = (waveforms.pow(2).sum(-1) / num_samples.clamp_min(1)).sqrt().clamp_min(1e-10)
             gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
             waveforms = waveforms * gain.unsqueeze(-1)
+        if self.feature_type == "waveform":
+            return self._normalized_waveforms(waveforms, num_samples)
         if self.waveform_scale != 1.0:
             waveforms = waveforms * self.waveform_scale
         frames = self.frame_waveforms(waveforms)  # (B, T, win)
         lengths = self.num_frames_tensor(num_samples)
-        frames = frames[:, : int(lengths.max())]
+        frames = frames[:, : int(lengths.max()) if max_frames is None else max_frames]
         mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]  # (B, T)
         if self.feature_type == "kaldi_fbank":
             frames = frames - frames.mean(dim=-1, keepdim=True)
             previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
             frames = frames - 0.97 * previous
-        spectrum = torch.fft.rfft(frames * self._window.to(device), n=self.n_fft)
+        window, mel_filters = self._buffers_on(device)
+        spectrum = torch.fft.rfft(frames * window, n=self.n_fft)
         if self.feature_type == "speechbrain_fbank":  # re^2 + im^2, as SpeechBrain's spectral_magnitude
             spectrum = torch.view_as_real(spectrum).pow(2).sum(-1)  # (B, T, n_fft//2+1)
         else:
             spectrum = spectrum.abs().pow(2)
-        features = spectrum @ self._mel_filters.to(device)  # (B, T, mel)
+        features = spectrum @ mel_filters  # (B, T, mel)
         if self.feature_type == "kaldi_fbank":
             features = features.clamp_min(torch.finfo(torch.float32).eps).log()
         elif self.feature_type == "speechbrain_fbank":  # dB, top_db=80 over the real frames only
@@ -295,12 +338,24 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         features = features.masked_fill(~mask.unsqueeze(-1), self.padding_value)
         return features, mask.int()
 
+    def _normalized_waveforms(self, waveforms: torch.Tensor, num_samples: torch.Tensor):
+        """The `waveform` frontend: (batch, samples) float32 (normalised when `do_normalize`) and the
+        (batch, samples) int32 mask; padded samples set to `padding_value`."""
+        mask = torch.arange(waveforms.shape[1], device=waveforms.device)[None, :] < num_samples[:, None]
+        if self.do_normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm, over the real samples
+            count = num_samples.clamp_min(1)[:, None].float()
+            mean = (waveforms * mask).sum(-1, keepdim=True) / count
+            variance = ((waveforms - mean).pow(2) * mask).sum(-1, keepdim=True) / count
+            waveforms = (waveforms - mean) / torch.sqrt(variance + 1e-7)
+        return waveforms.masked_fill(~mask, self.padding_value), mask.int()
+
     def __call__(self, raw_speech, sampling_rate=None, return_tensors=None, return_attention_mask=None, padding=True,
                  **kwargs):
         """Features of one waveform or a list of waveforms, padded to the longest.
 
         Returns a `BatchFeature` with `input_features` (batch, frames, feature_size) and, unless
-        `return_attention_mask=False`, `attention_mask` (batch, frames).
+        `return_attention_mask=False`, `attention_mask` (batch, frames); for the `waveform` frontend
+        both are (batch, samples).
         """
         self._check_sampling_rate(sampling_rate)
         if padding not in (True, "longest"):
@@ -312,13 +367,7 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
         items = list(raw_speech) if is_batched else [raw_speech]
         if not items:
             raise ValueError("EISVFeatureExtractor: the batch is empty")
-        arrays = [self._to_mono_float(item, i) for i, item in enumerate(items)]
-        if self.trim_long_silences:
-            arrays = [self._trim(array, i) for i, array in enumerate(arrays)]
-        num_samples = torch.tensor([a.size for a in arrays])
-        waveforms = torch.zeros(len(arrays), int(num_samples.max()))
-        for row, array in enumerate(arrays):
-            waveforms[row, : array.size] = torch.from_numpy(array)
+        waveforms, num_samples = self.pad_waveforms([self.prepare(item, i) for i, item in enumerate(items)])
         features, mask = self.extract(waveforms, num_samples)
         data = {"input_features": features}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:

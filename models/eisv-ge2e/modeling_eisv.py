@@ -19,12 +19,14 @@ from .embedding_transform import EmbeddingTransform
 from .ge2e_lstm import GE2ELSTMEncoder
 from .losses import AAMSoftmaxHead, erl_loss
 from .resnet import ResNetEncoder
+from .ssl_backbone import SSLBackboneEncoder
 
 logger = logging.get_logger(__name__)
 
 # Adding an encoder: write a module with forward(features (B, T, F), mask (B, T)) -> (B, D), add it
-# here and to `configuration_eisv.ENCODER_TYPES`.
-ENCODERS = {"ecapa_tdnn": ECAPATDNNEncoder, "ge2e_lstm": GE2ELSTMEncoder, "resnet": ResNetEncoder}
+# here and to `configuration_eisv.ENCODER_TYPES`. (ssl_backbone takes (B, samples) waveforms instead.)
+ENCODERS = {"ecapa_tdnn": ECAPATDNNEncoder, "ge2e_lstm": GE2ELSTMEncoder, "resnet": ResNetEncoder,
+            "ssl_backbone": SSLBackboneEncoder}
 
 
 @dataclass
@@ -41,7 +43,7 @@ class EISVModelOutput(ModelOutput):
 class EISVSpeakerVerificationOutput(ModelOutput):
     """
     Args:
-        loss (`torch.FloatTensor`, scalar): `aam_loss + erl_weight * erl_loss`, when `labels` are given.
+        loss (`torch.FloatTensor`, scalar): `aam_weight * aam_loss + erl_weight * erl_loss`, when `labels` are given.
         aam_loss (`torch.FloatTensor`, scalar): AAM-softmax cross-entropy over all rows.
         erl_loss (`torch.FloatTensor`, scalar): mean 1 - cos over the parallel pairs (unweighted).
         logits (`torch.FloatTensor` of shape `(batch, num_speakers)`): scaled cosines to each speaker.
@@ -53,6 +55,22 @@ class EISVSpeakerVerificationOutput(ModelOutput):
     erl_loss: torch.FloatTensor = None
     logits: torch.FloatTensor = None
     embeddings: torch.FloatTensor = None
+
+
+def apply_em_mask(input_features: torch.Tensor, em_mask: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """Zero the frames that emotion-aware masking hides.
+
+    Args:
+        input_features: (batch, frames, features), or (batch, samples) waveforms.
+        em_mask: (batch, frames) bool on the feature frame grid (10 ms hop); for waveforms frame i
+            covers samples [i * hop_length, (i + 1) * hop_length), which are set to 0 (silence: the
+            waveform frontend's normalisation makes 0 the utterance mean).
+    """
+    if input_features.dim() == 3:
+        return input_features.masked_fill(em_mask.unsqueeze(-1), 0.0)
+    samples = em_mask.repeat_interleave(hop_length, dim=1)[:, : input_features.shape[1]]
+    samples = nn.functional.pad(samples, (0, input_features.shape[1] - samples.shape[1]))
+    return input_features.masked_fill(samples, 0.0)
 
 
 class EISVPreTrainedModel(PreTrainedModel):
@@ -101,6 +119,13 @@ class EISVPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+def on_device_in_training(module: nn.Module, flag: torch.Tensor) -> bool:
+    """Whether an input check of `module` runs as a device-side assert instead of a ValueError: in training on
+    an accelerator, where reading `flag` on the host would stall the step until the device catches up (the
+    training loop builds labels and masks that pass; a failure there stops the process with the message)."""
+    return module.training and flag.device.type != "cpu"
+
+
 class EISVModel(EISVPreTrainedModel):
     """Speaker encoder: `input_features` (batch, frames, mel) + `attention_mask` -> `embeddings`.
 
@@ -124,15 +149,23 @@ class EISVModel(EISVPreTrainedModel):
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor = None, **kwargs) -> EISVModelOutput:
         """
         Args:
-            input_features: (batch, frames, num_mel_bins) from `EISVFeatureExtractor`.
-            attention_mask: (batch, frames), 1 for real frames; all ones when omitted.
+            input_features: (batch, frames, num_mel_bins) from `EISVFeatureExtractor`, or (batch, samples)
+                for the `waveform` frontend.
+            attention_mask: (batch, frames) or (batch, samples), 1 for real frames; all ones when omitted.
         """
-        if input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
+        if self.config.frontend == "waveform":
+            if input_features.dim() != 2:
+                raise ValueError(f"input_features must be (batch, samples) waveforms for the waveform frontend; "
+                                 f"got {tuple(input_features.shape)}")
+        elif input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
             raise ValueError(
                 f"input_features must be (batch, frames, {self.config.num_mel_bins}); got {tuple(input_features.shape)}")
         if attention_mask is None:
             attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
-        if bool((attention_mask.sum(-1) == 0).any()):
+        empty_row = (attention_mask.sum(-1) == 0).any()
+        if on_device_in_training(self, empty_row):
+            torch._assert_async(~empty_row, "attention_mask has a row with no real frame; every utterance needs audio")
+        elif bool(empty_row):
             raise ValueError("attention_mask has a row with no real frame; every utterance needs audio")
         embeddings = self.encoder(input_features, attention_mask)
         if self.embedding_transform is not None:
@@ -190,17 +223,24 @@ class EISVForSpeakerVerification(EISVPreTrainedModel):
             pair_index: (pairs, 2) row indices of the two members of each parallel pair.
             em_mask: (batch, frames) bool, True where emotion-aware masking hides a frame; applied
                 in training only (the features there are set to 0, the utterance mean of the
-                normalised fbank, or silence for GE2E power mel).
+                normalised fbank, or silence for GE2E power mel). For the `waveform` frontend the mask is
+                on the same 10 ms frame grid and a hidden frame silences its hop of samples (see
+                `apply_em_mask`).
         """
         if em_mask is not None and self.training:
-            input_features = input_features.masked_fill(em_mask.bool().unsqueeze(-1), 0.0)
+            input_features = apply_em_mask(input_features, em_mask.bool(), self.config.hop_length)
         embeddings = self.eisv(input_features, attention_mask).embeddings
-        if labels is not None and (int(labels.min()) < 0 or int(labels.max()) >= self.config.num_speakers):
-            raise ValueError(f"labels must lie in [0, {self.config.num_speakers}); got {int(labels.min())}..{int(labels.max())}")
+        if labels is not None:
+            in_range = ((labels >= 0) & (labels < self.config.num_speakers)).all()
+            if on_device_in_training(self, in_range):
+                torch._assert_async(in_range, f"labels must lie in [0, {self.config.num_speakers})")
+            elif not bool(in_range):
+                raise ValueError(f"labels must lie in [0, {self.config.num_speakers}); "
+                                 f"got {int(labels.min())}..{int(labels.max())}")
         logits, aam_loss = self.aam(embeddings, labels)
         loss = pair_loss = None
         if labels is not None:
             pair_loss = erl_loss(embeddings, pair_index)
-            loss = aam_loss + self.config.erl_weight * pair_loss
+            loss = self.config.aam_weight * aam_loss + self.config.erl_weight * pair_loss
         return EISVSpeakerVerificationOutput(loss=loss, aam_loss=aam_loss, erl_loss=pair_loss, logits=logits,
                                              embeddings=embeddings)
