@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
+from modeling_eisv.save_converted import CONVERSION_FILENAME
 from model_cards import KNOWN_CORPORA, CardContext, cosine_evaluation, write_model_card
 
 
@@ -63,6 +64,24 @@ def base_model_info(init_from) -> dict:
     meta = _front_matter(folder)
     name = next((entry.get("name") for entry in meta.get("model-index") or [] if isinstance(entry, dict)), None)
     return {"base_model_note": f"the eisv model {name or folder.name!r} (a local folder when this was trained)"}
+
+
+def base_model_licence(init_from, output_dir) -> dict:
+    """The licence of starting weights converted from another toolkit (`conversion.json`, written by
+    `modeling_eisv.save_converted.conversion_record`), for the card: e.g. CC BY 4.0 for pyannote's WeSpeaker
+    ResNet34, which asks for attribution, then binds the fine-tune's licence like a corpus licence.
+    `train_eisv` converts resemblyzer and transformers sources into the output folder itself."""
+    folders = ([Path(init_from)] if Path(init_from).is_dir()
+               else [Path(output_dir) / "init-resemblyzer", Path(output_dir) / "init-transformers"])
+    folder = next((f for f in folders if (f / CONVERSION_FILENAME).is_file()), None)
+    if folder is None:
+        return {}
+    origin = json.loads((folder / CONVERSION_FILENAME).read_text(encoding="utf-8"))
+    if origin.get("license", "unknown") == "unknown":
+        return {"base_model_license": "unknown", "base_model_license_note": f"{origin['toolkit']} weights {origin['source']}: "
+                                                                           "not stated; check before sharing"}
+    return {"base_model_license": origin["license"],
+            "base_model_license_note": f"{origin['toolkit']} weights {origin['source']}, from {origin['license_from']}"}
 
 
 def inherited_datasets(init_from) -> list:
@@ -152,6 +171,7 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
         if model_args.init_from != "scratch":
             info.update(base_model_info(model_args.init_from))
             info["datasets"] = info["datasets"] + inherited_datasets(model_args.init_from)
+            info.update(base_model_licence(model_args.init_from, final.parent))
         write_model_card(staging, CardContext.from_dict(info), save_context=True)
         apply_umask(staging)
         replace_folder(staging, final)

@@ -72,6 +72,8 @@ class CardContext:
     num_parameters: int | None = None
     base_model: str | None = None  # Hub id of the start (-> ``base_model`` metadata)
     base_model_note: str | None = None  # free text about a start that is not on the Hub
+    base_model_license: str | None = None  # Hub licence id of the starting weights; counts like a corpus licence
+    base_model_license_note: str | None = None  # where that licence was read (e.g. "the source's model card")
     license: str | None = None  # Hub licence id of the weights; default from the data (`weights_license`)
     language: list[str] | None = None
     tags: list[str] | None = None  # added to the default tags

@@ -141,6 +141,9 @@ def _model_rows(context: CardContext) -> list[tuple[str, str]]:
     start = [x for x in (context.base_model and f"`{context.base_model}`", context.base_model_note) if x]
     if start:
         rows.append(("fine-tuned from", " — ".join(start)))
+    if context.base_model_license:
+        note = f" ({context.base_model_license_note})" if context.base_model_license_note else ""
+        rows.append(("licence of the starting weights", f"`{context.base_model_license}`{note}"))
     if config.get("verification_threshold") is not None:
         rows.append(("verification threshold (cosine)", _cell(config["verification_threshold"])))
     return rows

@@ -5,7 +5,8 @@ for weights trained on them.
 it (`license`), its Hub licence id (`license_id`; ``other`` where the Hub has none, e.g. ASED's
 research-only terms), any restriction on what is trained on it, and the citation; no sizes: the split
 used decides them. `weights_license` turns the training data's licence ids into the Hub licence id of
-the weights: ``apache-2.0`` when every corpus is under a permissive licence (`PERMISSIVE`), otherwise
+the weights: ``apache-2.0`` when every corpus (and the starting weights, `base_model_license`) is under
+a permissive licence (`PERMISSIVE`), otherwise
 the one id the other corpora share, else ``other``. A corpus without a `license_id` (user data) counts
 as unknown.
 """
@@ -74,6 +75,8 @@ def weights_license(context) -> str:
     if get("license"):
         return get("license")
     ids = [d.get("license_id") if isinstance(d, dict) else d.license_id for d in get("datasets")]
+    if get("base_model_license"):  # the starting weights' licence binds the fine-tune like its data's
+        ids.append(None if get("base_model_license") == "unknown" else get("base_model_license"))
     if all(i in PERMISSIVE for i in ids):
         return "apache-2.0"
     others = {i for i in ids if i not in PERMISSIVE}

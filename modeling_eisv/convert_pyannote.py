@@ -31,7 +31,8 @@ import torch
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import KALDI_WINDOWS, EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import ConversionError, check_output_folder, load_converted_weights, save_converted
+from .save_converted import (ConversionError, check_output_folder, conversion_record, load_converted_weights,
+                             save_converted)
 
 CHECKPOINT = "pytorch_model.bin"
 # WeSpeakerResNet34's frontend arguments, and the values the kaldi_fbank frontend reproduces.
@@ -144,7 +145,9 @@ def convert(source, output_dir, overwrite: bool = False) -> Path:
     model = load_converted_weights(EISVModel(config), state, f"{path} does not match a resnet encoder")
     extractor = EISVFeatureExtractor("kaldi_fbank", feature_size=config.num_mel_bins, sampling_rate=config.sampling_rate,
                                      window_type=window_type, waveform_scale=WAVEFORM_SCALE)
-    return save_converted(output_dir, model, extractor, overwrite)
+    # pyannote/wespeaker-voxceleb-resnet34-LM is published under CC BY 4.0 (attribution)
+    origin = conversion_record(source, "pyannote", path.parent, default_license="cc-by-4.0")
+    return save_converted(output_dir, model, extractor, overwrite, origin=origin)
 
 
 def main(argv=None):

@@ -28,7 +28,7 @@ import torch
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import check_output_folder, save_converted
+from .save_converted import check_output_folder, conversion_record, save_converted
 
 # resemblyzer key -> EISVModel key
 _KEY_MAP = {"lstm.": "encoder.lstm.", "linear.": "encoder.projection."}
@@ -97,7 +97,8 @@ def convert(output_dir, weights=None, wheel=None, overwrite: bool = False) -> Pa
     if missing or unexpected:
         raise KeyError(f"conversion mismatch: missing {missing}, unexpected {unexpected}")
     model.eval()
-    return save_converted(output_dir, model, EISVFeatureExtractor("ge2e_mel"), overwrite)
+    origin = conversion_record(weights or wheel or "resemblyzer", "resemblyzer", default_license="apache-2.0")
+    return save_converted(output_dir, model, EISVFeatureExtractor("ge2e_mel"), overwrite, origin=origin)
 
 
 def main(argv=None):

@@ -30,7 +30,8 @@ import yaml
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import ConversionError, check_output_folder, load_converted_weights, save_converted
+from .save_converted import (ConversionError, check_output_folder, conversion_record, load_converted_weights,
+                             save_converted)
 
 HYPERPARAMS, CHECKPOINT = "hyperparams.yaml", "embedding_model.ckpt"
 _ECAPA_CLASS = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
@@ -263,7 +264,9 @@ def convert(source, output_dir, overwrite: bool = False) -> Path:
     model = load_converted_weights(EISVModel(config), state, f"{folder / CHECKPOINT} does not match {folder / HYPERPARAMS}")
     extractor = EISVFeatureExtractor("speechbrain_fbank", feature_size=config.num_mel_bins,
                                      sampling_rate=config.sampling_rate)
-    return save_converted(output_dir, model, extractor, overwrite)
+    # speechbrain/spkrec-ecapa-voxceleb is published under Apache-2.0
+    origin = conversion_record(source, "speechbrain", folder, default_license="apache-2.0")
+    return save_converted(output_dir, model, extractor, overwrite, origin=origin)
 
 
 def main(argv=None):

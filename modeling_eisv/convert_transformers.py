@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForAudioXVector, Pretra
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import check_output_folder, save_converted
+from .save_converted import check_output_folder, conversion_record, save_converted
 
 # Backbones with the wav2vec 2.0 layout the encoder and `--freeze_layers` rely on (CNN feature encoder,
 # `encoder.layers`, `_get_feat_extract_output_lengths`).
@@ -111,4 +111,5 @@ def convert(source, output_dir, overwrite: bool = False, embedding_size: int = N
     """Write the converted model and its feature extractor to `output_dir` (atomically); return it."""
     check_output_folder(output_dir, overwrite)
     model, extractor = from_transformers(source, embedding_size)
-    return save_converted(output_dir, model, extractor, overwrite)
+    folder = Path(source).expanduser() if Path(source).expanduser().is_dir() else None
+    return save_converted(output_dir, model, extractor, overwrite, origin=conversion_record(source, "transformers", folder))

@@ -9,11 +9,13 @@ permissions of the umask (0755 / 0644 under umask 022).
 """
 
 import json
+import re
 from pathlib import Path
 
 from eisv_io.staged_folders import apply_umask, staged_folder
 
 _CONVERSION_SUFFIXES = (".json", ".safetensors", ".py")
+CONVERSION_FILENAME = "conversion.json"  # what the folder was converted from, and under which licence
 
 
 class ConversionError(ValueError):
@@ -61,8 +63,43 @@ def check_output_folder(output_dir, overwrite: bool = False) -> Path:
     return output_dir
 
 
-def save_converted(output_dir, model, feature_extractor, overwrite: bool = False) -> Path:
-    """`model.save_pretrained` + `feature_extractor.save_pretrained` into `output_dir`, swapped in whole.
+def conversion_record(source, toolkit: str, folder=None, default_license: str = None) -> dict:
+    """What a conversion started from, for the cards of models fine-tuned from it (`CONVERSION_FILENAME`):
+    the toolkit, the source (its Hub id when it was given as one, else the folder or file name) and its
+    Hub licence id: the `license` of the source folder's model card (README.md front matter) when it has
+    one, else `default_license` (the licence of the toolkit's reference checkpoint, marked for checking),
+    else "unknown"."""
+    import yaml
+    from huggingface_hub import metadata_load
+
+    license_id, where = None, "not stated"
+    card = Path(folder) / "README.md" if folder is not None else None
+    if card is not None and card.is_file():
+        try:
+            license_id = (metadata_load(card) or {}).get("license")
+        except (OSError, ValueError, yaml.YAMLError):
+            license_id = None
+        where = f"the source's model card ({card})" if license_id else where
+    text = str(source)
+    hub_id = text if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not Path(text).expanduser().exists() else None
+    if not license_id and hub_id:  # a Hub id: its card, when the Hub (or its cache) has one
+        from huggingface_hub import hf_hub_download
+
+        try:
+            card = Path(hf_hub_download(hub_id, "README.md"))
+            license_id = (metadata_load(card) or {}).get("license")
+        except (OSError, ValueError, yaml.YAMLError):
+            license_id = None
+        where = f"the model card of {hub_id}" if license_id else where
+    if not license_id and default_license:
+        license_id, where = default_license, "the licence its reference checkpoint is published under (verify)"
+    return {"toolkit": toolkit, "source": hub_id or Path(text).name, "hub_id": hub_id,
+            "license": license_id or "unknown", "license_from": where}
+
+
+def save_converted(output_dir, model, feature_extractor, overwrite: bool = False, origin: dict = None) -> Path:
+    """`model.save_pretrained` + `feature_extractor.save_pretrained` into `output_dir`, swapped in whole, with
+    `origin` (`conversion_record`) as `conversion.json` when given.
 
     Call `check_output_folder` before the (slow) conversion too, so a refused output fails early.
     """
@@ -70,5 +107,7 @@ def save_converted(output_dir, model, feature_extractor, overwrite: bool = False
     with staged_folder(output_dir) as staging:
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
+        if origin is not None:
+            (staging / CONVERSION_FILENAME).write_text(json.dumps(origin, indent=2) + "\n", encoding="utf-8")
         apply_umask(staging)
     return output_dir

@@ -193,18 +193,16 @@ def test_converted_folder_loads_without_unpickling_and_fine_tunes(tiny, monkeypa
     assert EISVFeatureExtractor.from_pretrained(converted).feature_type == "speechbrain_fbank"
 
 
-def test_remote_code_gives_the_same_embeddings_without_the_package(tiny, tmp_path):
-    _, converted = tiny
-    waves = real_clips(2)
-    np.save(tmp_path / "wave.npy", waves[1])
-    expected = eisv_embeddings(converted, [waves[1]])[0]
+def remote_code_embedding(folder: Path, wave: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """The embedding of `wave` through `trust_remote_code`, in a process that does not import this repository."""
+    np.save(tmp_path / "wave.npy", wave)
     script = textwrap.dedent(f"""
         import sys
         sys.path = [p for p in sys.path if p not in ("", ".", {str(REPO)!r})]
         import numpy as np, torch
         from transformers import AutoFeatureExtractor, AutoModel
-        model = AutoModel.from_pretrained({str(converted)!r}, trust_remote_code=True).eval()
-        extractor = AutoFeatureExtractor.from_pretrained({str(converted)!r}, trust_remote_code=True)
+        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+        extractor = AutoFeatureExtractor.from_pretrained({str(folder)!r}, trust_remote_code=True)
         assert "modeling_eisv" not in sys.modules, "the installed package was imported"
         with torch.no_grad():
             features = extractor(np.load({str(tmp_path / 'wave.npy')!r}), sampling_rate=16000, return_tensors="pt")
@@ -215,7 +213,45 @@ def test_remote_code_gives_the_same_embeddings_without_the_package(tiny, tmp_pat
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert np.abs(np.load(tmp_path / "remote.npy") - expected).max() <= 1e-6
+    return np.load(tmp_path / "remote.npy")
+
+
+def test_remote_code_gives_the_same_embeddings_without_the_package(tiny, tmp_path):
+    _, converted = tiny
+    wave = real_clips(2)[1]
+    assert np.abs(remote_code_embedding(converted, wave, tmp_path) - eisv_embeddings(converted, [wave])[0]).max() <= 1e-6
+
+
+def test_conversion_records_the_source_and_its_licence(tiny, tmp_path):
+    source, converted = tiny
+    origin = json.loads((converted / "conversion.json").read_text())
+    assert origin == {"toolkit": "speechbrain", "source": "spkrec-tiny", "hub_id": None, "license": "apache-2.0",
+                      "license_from": "the licence its reference checkpoint is published under (verify)"}
+    (source / "README.md").write_text("---\nlicense: mit\n---\n# a SpeechBrain model\n")
+    try:  # the source's own model card wins over the default
+        assert main(["--from", "speechbrain", str(source), "--output", str(tmp_path / "carded")]) == 0
+    finally:
+        (source / "README.md").unlink()
+    origin = json.loads((tmp_path / "carded" / "conversion.json").read_text())
+    assert origin["license"] == "mit" and origin["license_from"].startswith("the source's model card")
+
+
+@pytest.mark.slow
+def test_train_eisv_fine_tunes_a_converted_folder_and_the_result_loads_without_the_package(tiny, tmp_path):
+    _, converted = tiny
+    output = tmp_path / "run"
+    short = ["--crop_seconds", "1.0", "--speakers_per_batch", "3", "--utterances_per_speaker", "2",
+             "--eval_max_trials", "300", "--logging_steps", "1", "--seed", "3", "--max_steps", "5"]
+    result = subprocess.run([sys.executable, str(REPO / "train_eisv.py"), "--init_from", str(converted),
+                             "--output_dir", str(output), *short], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    model = output / "model"
+    assert json.loads((model / "config.json").read_text())["encoder_type"] == "ecapa_tdnn"
+    card = (model / "README.md").read_text()
+    assert "| licence of the starting weights | `apache-2.0` (speechbrain weights spkrec-tiny" in card
+    wave = real_clips(2)[0]
+    np.testing.assert_allclose(remote_code_embedding(model, wave, tmp_path), eisv_embeddings(model, [wave])[0],
+                               atol=1e-6)
 
 
 def test_hub_id_is_downloaded(tiny, hub_server, tmp_path):  # noqa: F811

@@ -224,3 +224,15 @@ def test_resnet_encoder_is_described():
                                           "resnet_num_blocks": [3, 4, 6, 3]}}
     body = render_model_card(info).split("---\n", 2)[2]
     assert "ResNet with statistics pooling (WeSpeaker's ResNet34 layout): channels=32, num_blocks=[3, 4, 6, 3]" in body
+
+
+def test_the_starting_weights_licence_binds_the_fine_tune_and_shows_on_the_card():
+    info = _minimal_info()  # CC0 data alone: apache-2.0
+    info.update(base_model_license="cc-by-4.0", base_model_license_note="pyannote weights wespeaker-r34")
+    text = render_model_card(info)  # CC BY counts as permissive (as for data); the card names it
+    assert _front_matter(text)["license"] == "apache-2.0"
+    assert "| licence of the starting weights | `cc-by-4.0` (pyannote weights wespeaker-r34) |" in text
+    info["base_model_license"] = "cc-by-nc-4.0"
+    assert _front_matter(render_model_card(info))["license"] == "cc-by-nc-4.0"
+    info["base_model_license"] = "unknown"
+    assert _front_matter(render_model_card(info))["license"] == "other"
