@@ -57,6 +57,9 @@ PROTECTIONS = {
     "inv-kd-neutral-10": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral"],
     "inv-kd-neutral-3": ["--aam_weight", "0", "--kd_weight", "3", "--kd_anchor", "neutral"],
     "inv-kd-neutral-30": ["--aam_weight", "0", "--kd_weight", "30", "--kd_anchor", "neutral"],
+    # Its minDCF(0.01) was worse than the start's: weight-space interpolation with the start as candidates too.
+    "inv-kd-neutral-10-wise-ft": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral",
+                                  "--interpolate_alphas", "0.25,0.5,0.75"],
     "lpft-kd-same-10-l2sp-0.01": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input",
                                   "--l2sp_weight", "0.01"],
     "lpft-kd-same-10-l2sp-0.1": ["--head_warmup_epochs", "2", "--kd_weight", "10", "--kd_anchor", "same_input",
