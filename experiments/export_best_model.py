@@ -5,8 +5,10 @@
 The candidate: among the runs of the protection that `experiments.generalisation` chose (its row 4, the
 full recipe), the seed with the best selection score (validation speakers + neutral check; the dev trials
 play no part). It ships only when, on the dev trials, it is at least as good as the pretrained GE2E on
-ALL and on EmoDB (the unseen language), at least as good on the neutral check, and better on both
-emotional target conditions (neutral_vs_emotional, emotional_vs_emotional). Otherwise the starting
+ALL (EER and minDCF(0.01), the protocol's two metrics; minDCF was added on 2026-12-01, when a candidate
+passed every other check by 0.01 points with a worse minDCF) and on EmoDB (the unseen language), at
+least as good on the neutral check, and better on both emotional target conditions (neutral_vs_emotional,
+emotional_vs_emotional). Otherwise the starting
 encoder ships, converted from the resemblyzer wheel, and its card says why. Either way the card shows
 the start's numbers beside the candidate's.
 """
@@ -41,6 +43,7 @@ def checks(candidate: dict, start: dict) -> dict:
     """{check: passed} of the candidate against the start, on the dev trials and the neutral check."""
     test, base = candidate["test"], start["test"]
     out = {"dev ALL EER <= start": test["overall"]["eer"] <= base["overall"]["eer"],
+           "dev ALL minDCF(0.01) <= start": test["overall"]["min_dcf_0.01"] <= base["overall"]["min_dcf_0.01"],
            "EmoDB EER <= start": test["by_corpus"]["emodb"]["eer"] <= base["by_corpus"]["emodb"]["eer"],
            "neutral check EER <= start": (candidate["validation"]["results"]["neutral_trials"]["overall"]["eer"]
                                           <= start["neutral"]["overall"]["eer"])}

@@ -74,6 +74,8 @@ def render(output: Path) -> str:
                        key=lambda name: name != chosen)
     for protection in with_rows:
         label = "the chosen protection" if protection == chosen else "an earlier round's choice"
+        if chosen.startswith(protection + "-"):
+            label += f", which {chosen} extends"
         parts += ["", f"#### The paper's rows with {label} ({protection})", "", HEADER.format(what="row"), base]
         for row, title in ROW_NAMES.items():
             prefix = f"ge2e-protect-{protection}-seed" if row == 4 else f"ge2e-{protection}-row{row}-seed"

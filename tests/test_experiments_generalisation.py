@@ -33,8 +33,8 @@ def test_the_tables_come_from_the_json():
     assert f"| {start['test']['overall']['eer']:.2f} |" in text
     chosen = json.loads((RESULTS / "chosen.json").read_text())["protection"]
     assert f"{chosen} (chosen)" in text and "| bf16 | 10 |" in text and "| float32 | 0 |" in text
-    # the rows with every protection they were run with, the chosen one first, each under its own heading
-    assert text.index(f"rows with the chosen protection ({chosen})") < text.index("an earlier round's choice (lpft-kd-same-10)")
+    # the rows with every protection they were run with, each under its own heading
+    assert "(inv-kd-neutral-10)\n" in text and "an earlier round's choice (lpft-kd-same-10)" in text
     assert "1. baseline (no AAM here: the teacher anchor alone)" in text
 
 
@@ -43,9 +43,11 @@ def test_a_fine_tune_ships_only_when_it_passes_every_check():
     candidate = export_best_model.pick_candidate(RESULTS)
     checks = export_best_model.checks(candidate, start)
     assert not all(checks.values())  # the committed results: the start ships (models/eisv-ge2e)
+    assert not checks["dev ALL minDCF(0.01) <= start"]  # the third round's candidate: better EER, worse minDCF
     better = json.loads(json.dumps(candidate))
     for group in [better["test"]["overall"], better["test"]["by_corpus"]["emodb"],
                   *better["test"]["by_condition"].values()]:
         group["eer"] = 0.0
     better["validation"]["results"]["neutral_trials"]["overall"]["eer"] = 0.0
+    better["test"]["overall"]["min_dcf_0.01"] = 0.0
     assert all(export_best_model.checks(better, start).values())
