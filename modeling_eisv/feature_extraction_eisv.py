@@ -10,26 +10,12 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.utils import logging
 
 from .audio_io import to_mono
+from .frontends import frame_features, normalized_waveforms, speechbrain_mel_filters
 from .voice_activity import trim_long_silences as vad_trim
 
 logger = logging.get_logger(__name__)
 FEATURE_TYPES = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank", "waveform")
 KALDI_WINDOWS = ("povey", "hamming")
-
-
-def speechbrain_mel_filters(num_bins: int, num_mels: int, sampling_rate: int) -> torch.Tensor:
-    """(num_bins, num_mels) triangular filters of SpeechBrain's `Filterbank` (0 Hz to Nyquist).
-
-    Computed with the same float32 operations as SpeechBrain, so the matrix is identical. Unlike
-    Kaldi's or Slaney's filters, each triangle is symmetric in Hz: both slopes span the distance
-    from its centre down to the previous centre.
-    """
-    to_mel = lambda hz: 2595 * math.log10(1 + hz / 700)  # noqa: E731
-    mel = torch.linspace(to_mel(0), to_mel(sampling_rate // 2), num_mels + 2)
-    hz = 700 * (10 ** (mel / 2595) - 1)
-    band, centre = (hz[1:] - hz[:-1])[:-1], hz[1:-1]
-    slope = (torch.linspace(0, sampling_rate // 2, num_bins).unsqueeze(0) - centre.unsqueeze(1)) / band.unsqueeze(1)
-    return torch.clamp(torch.min(slope + 1.0, 1.0 - slope), min=0.0).transpose(0, 1)
 
 
 class EISVFeatureExtractor(SequenceFeatureExtractor):
@@ -307,47 +293,16 @@ class EISVFeatureExtractor(SequenceFeatureExtractor):
             gain = (10 ** (self.min_level_dbfs / 20) / rms).clamp_min(1.0)
             waveforms = waveforms * gain.unsqueeze(-1)
         if self.feature_type == "waveform":
-            return self._normalized_waveforms(waveforms, num_samples)
+            return normalized_waveforms(waveforms, num_samples, self.do_normalize, self.padding_value)
         if self.waveform_scale != 1.0:
             waveforms = waveforms * self.waveform_scale
         frames = self.frame_waveforms(waveforms)  # (B, T, win)
         lengths = self.num_frames_tensor(num_samples)
         frames = frames[:, : int(lengths.max()) if max_frames is None else max_frames]
         mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]  # (B, T)
-        if self.feature_type == "kaldi_fbank":
-            frames = frames - frames.mean(dim=-1, keepdim=True)
-            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-            frames = frames - 0.97 * previous
         window, mel_filters = self._buffers_on(device)
-        spectrum = torch.fft.rfft(frames * window, n=self.n_fft)
-        if self.feature_type == "speechbrain_fbank":  # re^2 + im^2, as SpeechBrain's spectral_magnitude
-            spectrum = torch.view_as_real(spectrum).pow(2).sum(-1)  # (B, T, n_fft//2+1)
-        else:
-            spectrum = spectrum.abs().pow(2)
-        features = spectrum @ mel_filters  # (B, T, mel)
-        if self.feature_type == "kaldi_fbank":
-            features = features.clamp_min(torch.finfo(torch.float32).eps).log()
-        elif self.feature_type == "speechbrain_fbank":  # dB, top_db=80 over the real frames only
-            features = 10 * torch.log10(features.clamp_min(1e-10))
-            floor = features.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=(1, 2), keepdim=True) - 80.0
-            features = torch.maximum(features, floor)
-        if self.feature_type != "ge2e_mel":
-            maskf = mask.unsqueeze(-1).float()
-            mean = (features * maskf).sum(1, keepdim=True) / maskf.sum(1, keepdim=True).clamp_min(1.0)
-            features = features - mean
-        features = features.masked_fill(~mask.unsqueeze(-1), self.padding_value)
+        features = frame_features(frames, mask, self.feature_type, window, mel_filters, self.n_fft, self.padding_value)
         return features, mask.int()
-
-    def _normalized_waveforms(self, waveforms: torch.Tensor, num_samples: torch.Tensor):
-        """The `waveform` frontend: (batch, samples) float32 (normalised when `do_normalize`) and the
-        (batch, samples) int32 mask; padded samples set to `padding_value`."""
-        mask = torch.arange(waveforms.shape[1], device=waveforms.device)[None, :] < num_samples[:, None]
-        if self.do_normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm, over the real samples
-            count = num_samples.clamp_min(1)[:, None].float()
-            mean = (waveforms * mask).sum(-1, keepdim=True) / count
-            variance = ((waveforms - mean).pow(2) * mask).sum(-1, keepdim=True) / count
-            waveforms = (waveforms - mean) / torch.sqrt(variance + 1e-7)
-        return waveforms.masked_fill(~mask, self.padding_value), mask.int()
 
     def __call__(self, raw_speech, sampling_rate=None, return_tensors=None, return_attention_mask=None, padding=True,
                  **kwargs):
