@@ -20,7 +20,6 @@ window_type="hamming", dither=0)` minus the utterance mean is the `kaldi_fbank` 
 `resnet` encoder's. Unlike pyannote, a padded batch gives each utterance the embedding it has alone.
 """
 
-import argparse
 import re
 import sys
 from collections import OrderedDict
@@ -31,8 +30,8 @@ import torch
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import KALDI_WINDOWS, EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import (ConversionError, check_output_folder, conversion_record, load_converted_weights,
-                             save_converted)
+from .save_converted import (ConversionError, check_output_folder, conversion_record, converter_parser,
+                             load_converted_weights, run_conversion, save_converted)
 
 CHECKPOINT = "pytorch_model.bin"
 # WeSpeakerResNet34's frontend arguments, and the values the kaldi_fbank frontend reproduces.
@@ -151,19 +150,10 @@ def convert(source, output_dir, overwrite: bool = False) -> Path:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", help="pyannote WeSpeaker folder or pytorch_model.bin, or a Hub id")
-    parser.add_argument("--output", required=True, type=Path, help="folder to write the EISV checkpoint to")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace --output even if it is not empty and not a previous conversion")
+    parser = converter_parser(__doc__, "pyannote WeSpeaker folder or pytorch_model.bin, or a Hub id")
     args = parser.parse_args(argv)
-    try:
-        path = convert(args.source, args.output, args.overwrite)
-    except (FileNotFoundError, ConversionError, OSError) as error:
-        print(f"convert_pyannote: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
+    return run_conversion("convert_pyannote", lambda: convert(args.source, args.output, args.overwrite),
+                          (FileNotFoundError, ConversionError, OSError))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ refused unless `--overwrite`, so a mistyped `--output` never deletes someone's f
 and its files get the permissions of the umask (0755 / 0644 under umask 022).
 """
 
-import argparse
 import importlib.util
 import io
 import sys
@@ -28,7 +27,7 @@ import torch
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import check_output_folder, conversion_record, save_converted
+from .save_converted import check_output_folder, conversion_record, converter_parser, run_conversion, save_converted
 
 # resemblyzer key -> EISVModel key
 _KEY_MAP = {"lstm.": "encoder.lstm.", "linear.": "encoder.projection."}
@@ -102,21 +101,13 @@ def convert(output_dir, weights=None, wheel=None, overwrite: bool = False) -> Pa
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", required=True, type=Path, help="folder to write the EISV checkpoint to")
+    parser = converter_parser(__doc__)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, help="resemblyzer's pretrained.pt (default: the installed package's)")
     source.add_argument("--wheel", type=Path, help="a resemblyzer wheel file to read pretrained.pt from")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace --output even if it is not empty and not a previous conversion")
     args = parser.parse_args(argv)
-    try:
-        path = convert(args.output, args.weights, args.wheel, args.overwrite)
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, zipfile.BadZipFile) as error:
-        print(f"convert_resemblyzer: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
+    return run_conversion("convert_resemblyzer", lambda: convert(args.output, args.weights, args.wheel, args.overwrite),
+                          (FileNotFoundError, FileExistsError, KeyError, ValueError, zipfile.BadZipFile))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ convolutions' reflect padding and 1e-12 pooling floor are `ecapa_padding_mode="r
 embedding it has alone.
 """
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -30,8 +29,8 @@ import yaml
 from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
-from .save_converted import (ConversionError, check_output_folder, conversion_record, load_converted_weights,
-                             save_converted)
+from .save_converted import (ConversionError, check_output_folder, conversion_record, converter_parser,
+                             load_converted_weights, run_conversion, save_converted)
 
 HYPERPARAMS, CHECKPOINT = "hyperparams.yaml", "embedding_model.ckpt"
 _ECAPA_CLASS = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
@@ -270,19 +269,10 @@ def convert(source, output_dir, overwrite: bool = False) -> Path:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", help="SpeechBrain model folder (hyperparams.yaml + embedding_model.ckpt) or Hub id")
-    parser.add_argument("--output", required=True, type=Path, help="folder to write the EISV checkpoint to")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace --output even if it is not empty and not a previous conversion")
+    parser = converter_parser(__doc__, "SpeechBrain model folder (hyperparams.yaml + embedding_model.ckpt) or Hub id")
     args = parser.parse_args(argv)
-    try:
-        path = convert(args.source, args.output, args.overwrite)
-    except (FileNotFoundError, ConversionError, yaml.YAMLError, OSError) as error:
-        print(f"convert_speechbrain: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
+    return run_conversion("convert_speechbrain", lambda: convert(args.source, args.output, args.overwrite),
+                          (FileNotFoundError, ConversionError, yaml.YAMLError, OSError))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ A kill leaves the old folder or the new one, never half of one. The folder and i
 permissions of the umask (0755 / 0644 under umask 022).
 """
 
+import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 from eisv_io.staged_folders import apply_umask, staged_folder
@@ -111,3 +113,26 @@ def save_converted(output_dir, model, feature_extractor, overwrite: bool = False
             (staging / CONVERSION_FILENAME).write_text(json.dumps(origin, indent=2) + "\n", encoding="utf-8")
         apply_umask(staging)
     return output_dir
+
+
+def converter_parser(doc: str, source_help: str = None) -> argparse.ArgumentParser:
+    """The command line every converter module shares: [SOURCE] --output DIR [--overwrite]."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if source_help:
+        parser.add_argument("source", help=source_help)
+    parser.add_argument("--output", required=True, type=Path, help="folder to write the EISV checkpoint to")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output even if it is not empty and not a previous conversion")
+    return parser
+
+
+def run_conversion(name: str, conversion, errors) -> int:
+    """Run `conversion()` (-> the written folder) for a converter's `main`: 0 and "wrote DIR", or 1 with the
+    error of one of the `errors` types on stderr."""
+    try:
+        path = conversion()
+    except errors as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
