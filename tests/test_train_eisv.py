@@ -4,6 +4,7 @@ last step), Ctrl-C, refused output folders, early push checks, and the push to a
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -284,9 +285,15 @@ def test_a_finished_runs_checkpoint_resumes_into_a_new_output_dir(reference_run,
 @pytest.mark.slow
 def test_eisv_train_runs_from_a_normal_install(tmp_path):
     """A wheel installed elsewhere (not the clone, not editable) finds its bundled default data and trains."""
-    wheels, target = tmp_path / "wheels", tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
-                    str(REPO)], check=True, capture_output=True, timeout=600)
+    wheels, target, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
+    # Built from a copy of the tracked files: setuptools writes build/ and *.egg-info beside the sources.
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        if not name.startswith(("models/", "results/", "tests/")) and (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
+                   check=True, capture_output=True, timeout=600)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
                     *map(str, wheels.glob("eisv-*.whl"))], check=True, capture_output=True, timeout=600)
     env = {**os.environ, "PYTHONPATH": str(target)}
