@@ -1,5 +1,6 @@
-"""The exceptions eisv raises for bad input (files, rows, fields); the tools' `main`s turn them into a message and
-an exit code. Here, below every layer, because the atomic file helpers, the evaluation library and training raise them."""
+"""The exceptions eisv raises for bad input (files, rows, fields); the tools' `main`s turn them into a message
+and an exit code. Here, below every layer, because the atomic file helpers, the evaluation library and
+training raise them."""
 
 
 class ToolError(Exception):

@@ -1,4 +1,5 @@
-"""eisv_io.atomic_files and eisv_io.staged_folders: files and folders replaced whole, with the umask's permissions, never someone's files."""
+"""eisv_io.atomic_files and eisv_io.staged_folders: files and folders replaced whole, with the umask's permissions,
+never someone's files."""
 
 import os
 import stat
