@@ -23,7 +23,7 @@ from accelerate.utils import set_seed
 
 from data_collators import AudioStore
 from data_collators.indexing import BadRowError
-from eisv_tools.errors import ToolError
+from eisv_io.errors import ToolError
 from eisv_training.arguments import parse_arguments
 from eisv_training.candidates import CandidateJudge
 from eisv_training.data import load_training_data, resolve_defaults

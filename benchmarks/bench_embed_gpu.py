@@ -111,7 +111,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="list every file this many times (see above)")
     args = parser.parse_args(argv)
 
-    from eisv_tools.embedding_store import load_embeddings
+    from eisv_evaluation.embedding_store import load_embeddings
     from modeling_eisv.audio_io import probe_audio
 
     data = find_data(args.data, args.corpora)

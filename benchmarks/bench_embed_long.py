@@ -45,7 +45,7 @@ def main():
     args = parser.parse_args()
 
     from eisv_tools.embed import main as embed_main
-    from eisv_tools.embedding_store import load_embeddings
+    from eisv_evaluation.embedding_store import load_embeddings
     from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVModel
 
     with tempfile.TemporaryDirectory() as folder:

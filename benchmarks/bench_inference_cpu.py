@@ -11,7 +11,7 @@ GE2E, which then carries the same real weights. Nothing is downloaded.
 
 Compared pipelines (what a user calls):
   1. ours ECAPA C=512:  EISVFeatureExtractor("kaldi_fbank") -> EISVModel(ecapa_tdnn, ecapa_channels=512)
-  2. the same with `--backend onnxruntime` (`eisv_tools.onnx_backend.OnnxModel`, exported here)
+  2. the same with `--backend onnxruntime` (`eisv_evaluation.onnx_backend.OnnxModel`, exported here)
   3. SpeechBrain ECAPA: Fbank(n_mels=80) -> InputNormalization(sentence, std_norm=False)
                         -> ECAPA_TDNN(80, channels=[512]*4+[1536], lin_neurons=192)
   4. ours GE2E:         EISVFeatureExtractor("ge2e_mel")    -> EISVModel(ge2e_lstm)
@@ -85,7 +85,7 @@ def ours_ecapa():
 
 
 def _onnx(model, fe, workdir: Path, threads: int):
-    from eisv_tools.onnx_backend import onnx_model_for
+    from eisv_evaluation.onnx_backend import onnx_model_for
 
     onnx_model, info = onnx_model_for(model, fe, threads=threads, cache_path=workdir / f"{model.config.encoder_type}.onnx")
     print(f"  exported {model.config.encoder_type} for onnxruntime, min cosine vs PyTorch {info['min_cosine']:.7f}")

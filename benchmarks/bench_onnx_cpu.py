@@ -42,7 +42,7 @@ def main(argv=None):
     import onnxruntime
     from transformers.utils import logging as hf_logging
 
-    from eisv_tools.export_onnx import cosine_rows, export_onnx, onnx_inputs
+    from eisv_evaluation.onnx_export import cosine_rows, export_onnx, onnx_inputs
     from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVModel
 
     hf_logging.disable_progress_bar()

@@ -34,14 +34,14 @@ from types import SimpleNamespace
 import torch
 
 from benchmarks.bench_train_step_gpu import make_batch, machine
-from eisv_tools.atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE_REF = "e9aa72a"
 WINDOW = (20, 45)  # logging steps between which the loop's pace is taken
 PROFILE = (48, 8)  # first profiled step (1-based call of TrainingLoop.step) and how many
-CODE = ("train_eisv.py", "eisv_training", "modeling_eisv", "data_collators", "eisv_tools", "eisv_io", "model_cards",
-        "metrics")  # what a train_eisv.py run imports
+CODE = ("train_eisv.py", "eisv_training", "modeling_eisv", "data_collators", "eisv_evaluation", "eisv_tools", "eisv_io",
+        "model_cards", "metrics")  # what a train_eisv.py run imports
 SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::_local_scalar_dense")
 
 

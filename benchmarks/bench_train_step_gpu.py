@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks.machine import cpu_model
-from eisv_tools.atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 
 SR, CROP_S, NUM_SPEAKERS, EM_RATIO, EM_BLOCK = 16000, 2.0, 71, 0.1, 20
 SYSTEMS = ("ours", "ours_full", "sb", "ge2e", "resnet")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import machine
-from eisv_tools.atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import machine
-from eisv_tools.atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 

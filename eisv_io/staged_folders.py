@@ -1,8 +1,7 @@
 """Folders built next to their destination and swapped in whole, with the umask's permissions.
 
 The one home of these primitives, below every package that writes such folders: the converters of
-`modeling_eisv` use them, and `eisv_tools.atomic_files` re-exports them for the tools, training, model
-cards and experiments. A kill leaves the old
+`modeling_eisv` use them, and so do the tools, training, model cards and experiments. A kill leaves the old
 folder or the new one, never half of one. `tempfile.mkdtemp` makes 0700 folders and `save_pretrained`
 0600 weights (mkstemp): staged folders get the umask's permissions (0755 / 0644 under umask 022), so a
 folder on a file system shared by several nodes is readable by all of them.

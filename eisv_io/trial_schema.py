@@ -3,7 +3,7 @@
 A trial list is a CSV with the columns `TRIAL_COLUMNS`: `corpus`, `enroll` and `test` (audio paths
 relative to a root folder), `label` (1 = same speaker, 0 = different speakers) and `condition`, one of
 `TARGET_CONDITIONS` for label 1 or `NONTARGET_CONDITIONS` for label 0 (shared/data/README.md). The
-readers (`eisv_tools.trials`), the writers (`eisv_training.validation_split`, `scripts/make_*_mini.py`)
+readers (`eisv_evaluation.trials`), the writers (`eisv_training.validation_split`, `scripts/make_*_mini.py`)
 and the reports use these names.
 """
 

@@ -1,10 +1,7 @@
-"""Command-line tools and Python helpers to use EISV models: verify, embed, evaluate.
+"""The command-line tools of eisv, thin `main`s over `eisv_evaluation` (installed as console scripts).
 
-Commands (installed as console scripts): `eisv-verify` (two files -> score + decision),
-`eisv-embed` (many files -> embedding matrix + index CSV), `eisv-eval` (trial list -> EER,
-minDCF, DET curve). The training script calls `eisv_tools.evaluation.evaluate_trials`.
+`eisv-verify` (two files -> score + decision), `eisv-embed` (many files -> embedding matrix + index
+CSV), `eisv-eval` (trial list -> EER, minDCF, DET curve), `eisv-calibrate`, `eisv-adapt`,
+`eisv-convert`, `eisv-export`; each also runs as `python -m eisv_tools.NAME`. The library they call
+(evaluation, trials, embedding store, windowed embedding, loading, ONNX) is `eisv_evaluation`.
 """
-
-from .errors import ToolError
-
-__all__ = ["ToolError"]

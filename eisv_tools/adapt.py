@@ -20,11 +20,12 @@ import argparse
 import json
 import sys
 
-from .adaptation import fit_transform, install_transform, read_audio_list
+from eisv_evaluation.adaptation import fit_transform, install_transform, read_audio_list
+from eisv_evaluation.loading import load_model
+from eisv_evaluation.model_folder import save_model_folder
+from eisv_io.errors import ToolError
+
 from .cli_options import add_embedding_options, add_flag, positive_float, positive_int
-from .errors import ToolError
-from .loading import load_model
-from .model_folder import save_model_folder
 
 
 def build_parser() -> argparse.ArgumentParser:

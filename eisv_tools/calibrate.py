@@ -7,7 +7,7 @@ Usage:
 
 The trials (same CSV as eisv-eval: corpus, enroll, test, label, condition) must be disjoint from
 any list the model is later tested on: calibrating on the test trials makes Cllr meaningless.
-The fit is `modeling_eisv.calibration.fit_linear_calibration` (logistic regression at an effective
+The fit is `eisv_evaluation.calibration.fit_linear_calibration` (logistic regression at an effective
 prior of 0.5) of cosine scores, or of AS-norm scores with `--cohort` (eisv-embed output of this
 model; copy it into OUT as `cohort.safetensors` so eisv-verify scores the same way). OUT gets
 `calibration_scale`, `calibration_offset`, `calibration_scores` and `calibration_source` in its
@@ -20,13 +20,12 @@ import json
 import sys
 from pathlib import Path
 
-from modeling_eisv.calibration import apply_calibration, cllr, fit_linear_calibration, min_cllr
+from eisv_evaluation.evaluation import calibrate_model
+from eisv_evaluation.loading import load_model
+from eisv_evaluation.model_folder import save_model_folder
+from eisv_io.errors import ToolError
 
 from .cli_options import add_embedding_options, add_flag
-from .errors import ToolError
-from .evaluation import evaluate_trials
-from .loading import load_model
-from .model_folder import save_model_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,26 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def calibrate(model, feature_extractor, trials, root, cohort=None, **evaluate_kwargs) -> dict:
-    """Score `trials` with the model and fit the calibration -> {scale, offset, scores, source, cllr, min_cllr, ...}.
-
-    Sets the calibration fields of `model.config` (not saved)."""
-    results = evaluate_trials(model, feature_extractor, trials, root, cohort=cohort, return_scores=True,
-                              **evaluate_kwargs)
-    kind = results["scoring"]
-    scores, labels = results["scores"][kind], results["trials"].label
-    scale, offset = fit_linear_calibration(scores, labels)
-    n_target = int((labels == 1).sum())
-    source = (f"{Path(str(trials)).name if not hasattr(trials, 'label') else 'trials'}: {n_target} targets, "
-              f"{int(len(labels) - n_target)} non-targets over {results['num_files']} files ({kind} scores)")
-    config = model.config
-    config.calibration_scale, config.calibration_offset = scale, offset
-    config.calibration_scores, config.calibration_source = kind, source
-    return {"scale": scale, "offset": offset, "scores": kind, "source": source,
-            "cllr": cllr(apply_calibration(scores, scale, offset), labels), "min_cllr": min_cllr(scores, labels),
-            "eer": results["summary"]["eer"]}
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -69,7 +48,7 @@ def main(argv=None) -> int:
             if not Path(path).exists():
                 raise ToolError(f"{path}: no such {what}")
         model, feature_extractor = load_model(args.model, args.device)
-        fit = calibrate(model, feature_extractor, args.trials, args.root, cohort=args.cohort,
+        fit = calibrate_model(model, feature_extractor, args.trials, args.root, cohort=args.cohort,
                         batch_size=args.batch_size, window_s=args.window_s, hop_s=args.hop_s,
                         max_batch_s=args.max_batch_s, min_speech_s=args.min_speech_s)
         save_model_folder(args.output, model, feature_extractor, source=args.model, overwrite=args.overwrite)

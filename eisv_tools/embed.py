@@ -11,7 +11,7 @@ Usage:
 or `file_name` column (relative to `--root`, default the CSV's folder; `--column-mapping
 '{"wav": "path"}'` renames your columns to ours, as in train_eisv.py). Keys are normalised
 (`./a.wav` and `a.wav` are one file); duplicates are embedded once and counted on stderr.
-Output format: see `eisv_tools.embedding_store`.
+Output format: see `eisv_evaluation.embedding_store`.
 
 A `.safetensors` output is one file replaced atomically every `--save-every` files, holding the
 index and the model's identity: a rerun skips the files already there, recovers from whatever a
@@ -20,7 +20,7 @@ another model or with other windows (pass --overwrite or another --output). Whil
 output is locked (`OUTPUT.lock`): a second eisv-embed on the same output stops at once. A `.npy`
 output is written once at the end and is not resumable (an existing one needs --overwrite).
 A file with too little active signal (see --min-speech-s) is an error naming it.
-`--backend onnxruntime` embeds on the CPU with the model exported to ONNX (`eisv_tools.onnx_backend`:
+`--backend onnxruntime` embeds on the CPU with the model exported to ONNX (`eisv_evaluation.onnx_backend`:
 cached per model identity, exported on the first use); the output records the same model identity.
 `--num-workers N` decodes and windows files in N DataLoader worker processes (same output as 0).
 Under `accelerate launch` (e.g. `accelerate launch --num_processes 8 -m eisv_tools.embed ...`)
@@ -40,13 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_files import remove_stale_temporaries
+from eisv_evaluation.embedding_store import check_suffix, index_path, load_embeddings, save_embeddings, write_index_csv
+from eisv_evaluation.loading import load_for_backend
+from eisv_evaluation.trials import normalise_key
+from eisv_evaluation.windowed_embedding import WindowedEmbedder, probe_audio
+from eisv_io.atomic_files import remove_stale_temporaries
+from eisv_io.errors import ToolError
+
 from .cli_options import add_embedding_options, add_flag, non_negative_int, positive_int
-from .embedding_store import check_suffix, index_path, load_embeddings, save_embeddings, write_index_csv
-from .errors import ToolError
-from .loading import load_for_backend
-from .trials import normalise_key
-from .windowed_embedding import WindowedEmbedder, probe_audio
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au"}
 PATH_COLUMNS = ("path", "file_name")

@@ -8,7 +8,7 @@ Usage:
               [--json] [--no-progress]
 
 Writes OUT (default `eval_<model folder name>`) as a whole: `results.json` (see
-`eisv_tools.evaluation.evaluate_trials` for its keys), `results.md`, `scores.csv`, `det.png`,
+`eisv_evaluation.evaluation.evaluate_trials` for its keys), `results.md`, `scores.csv`, `det.png`,
 `score_histograms.png` are written into a staging folder next to OUT, which then replaces OUT, so
 OUT never mixes the files of two runs. An existing OUT must be empty or a previous eisv-eval
 output (nothing but those files); anything else is refused unless --overwrite, which replaces
@@ -27,12 +27,14 @@ import json
 import sys
 from pathlib import Path
 
-from .atomic_files import check_replaceable_folder, staged_folder
+from eisv_evaluation.evaluation import RESULTS_FORMAT, evaluate_trials
+from eisv_evaluation.loading import load_model
+from eisv_evaluation.report import OUTPUT_FILES, markdown_table, public_results, write_results
+from eisv_io.atomic_files import check_replaceable_folder
+from eisv_io.errors import ToolError
+from eisv_io.staged_folders import staged_folder
+
 from .cli_options import add_embedding_options, add_flag, positive_int
-from .errors import ToolError
-from .evaluation import RESULTS_FORMAT, evaluate_trials
-from .loading import load_model
-from .report import OUTPUT_FILES, markdown_table, public_results, write_results
 
 
 def is_eval_output(folder: Path) -> bool:
@@ -72,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def adapt_for_evaluation(args, model, feature_extractor) -> dict:
     """Fit and install the embedding transform of --adapt-on / --nap-on -> what the report says of it."""
-    from .adaptation import AudioList, fit_transform, install_transform, overlap_with_trials, read_audio_list
-    from .trials import read_trials
+    from eisv_evaluation.adaptation import (AudioList, fit_transform, install_transform, overlap_with_trials,
+                                            read_audio_list)
+    from eisv_evaluation.trials import read_trials
 
     trials = read_trials(args.trials)
     unlabeled = read_audio_list(args.adapt_on, args.adapt_root) if args.adapt_on else None
@@ -92,7 +95,7 @@ def adapt_for_evaluation(args, model, feature_extractor) -> dict:
 
 
 def run(args) -> dict:
-    from .plots import plot_det, plot_histograms
+    from eisv_evaluation.plots import plot_det, plot_histograms
 
     for path, what in ((args.trials, "trial file"), (args.root, "root folder")):
         if not Path(path).exists():

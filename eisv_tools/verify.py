@@ -7,7 +7,7 @@ Usage:
 Prints the score of the two (windowed, averaged) embeddings and the decision. The score is the
 cosine, or its AS-norm against a cohort: `--cohort FILE`, or else the model folder's own
 `cohort.safetensors` (an eisv-embed output of this model; `--no-cohort` ignores it).
-`--backend onnxruntime` embeds on the CPU with the model exported to ONNX (`eisv_tools.onnx_backend`).
+`--backend onnxruntime` embeds on the CPU with the model exported to ONNX (`eisv_evaluation.onnx_backend`).
 How it decides:
 
 1. `--threshold T`: accept when `score >= T` (raw score, no calibration).
@@ -34,16 +34,16 @@ import sys
 
 from pathlib import Path
 
+from eisv_evaluation.embedding_store import load_embeddings
+from eisv_evaluation.loading import load_for_backend
+from eisv_evaluation.model_folder import COHORT_FILE
+from eisv_evaluation.scoring import as_norm, cosine_scores
+from eisv_evaluation.windowed_embedding import embed_paths, probe_audio
+from eisv_io.errors import one_line
 from modeling_eisv.calibration import DEFAULT_P_TARGET, bayes_threshold
-from modeling_eisv.scoring import as_norm, cosine_scores
 from modeling_eisv.speech_activity import MIN_SPEECH_S
 
 from .cli_options import add_embedding_options, add_flag, finite_float, positive_int
-from .embedding_store import load_embeddings
-from .model_folder import COHORT_FILE
-from .errors import one_line
-from .loading import load_for_backend
-from .windowed_embedding import embed_paths, probe_audio
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_UNDECIDED = 0, 1, 2, 3
 
@@ -116,7 +116,7 @@ def verify(model_name_or_path, audio_a, audio_b, threshold=None, device="auto", 
            cohort_top_n=300, backend="torch") -> dict:
     """-> the dict `--json` prints. Raises `ToolError` for bad input (a file with less than
     `min_speech_s` seconds of active signal included, a cohort of another model)."""
-    from .evaluation import check_cohort_model
+    from eisv_evaluation.evaluation import check_cohort_model
 
     for path in (audio_a, audio_b):
         probe_audio(path)  # before loading the model: a typo fails fast

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from data_collators import index_dataset, load_source
 from data_collators.sources import load_protocol_split
-from eisv_tools.atomic_files import atomic_path
-from eisv_tools.trials import read_trials
+from eisv_evaluation.trials import read_trials
+from eisv_io.atomic_files import atomic_path
 
 from .arguments import BUNDLED_NEUTRAL_TRIALS, DEFAULT_DATA
 from .selection import SelectionList, list_name, parse_selection_list, unique_names

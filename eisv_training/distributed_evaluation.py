@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
 
-from eisv_tools.evaluation import metrics_by_group
-from eisv_tools.trials import read_trials, sample_trials
-from eisv_tools.windowed_embedding import embed_paths
-from modeling_eisv.scoring import cosine_scores
+from eisv_evaluation.evaluation import metrics_by_group
+from eisv_evaluation.scoring import cosine_scores
+from eisv_evaluation.trials import read_trials, sample_trials
+from eisv_evaluation.windowed_embedding import embed_paths
 
 
 def evaluate_during_training(accelerator, model, feature_extractor, trials, root, batch_size=32, max_trials=None,

@@ -6,9 +6,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
-from modeling_eisv.save_converted import CONVERSION_FILENAME
+from eisv_io.staged_folders import apply_umask, make_staging_folder, replace_folder
 from model_cards import KNOWN_CORPORA, CardContext, cosine_evaluation, write_model_card
+from modeling_eisv.save_converted import CONVERSION_FILENAME
 
 
 def export_model(network, feature_extractor, folder, results=None):

@@ -19,13 +19,13 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from eisv_tools.atomic_files import write_text_atomic
-from eisv_tools.evaluation import verification_metrics
-from eisv_tools.loading import load_model
-from eisv_tools.trials import read_trials
-from eisv_tools.windowed_embedding import embed_paths
+from eisv_evaluation.calibration import fit_linear_calibration
+from eisv_evaluation.evaluation import verification_metrics
+from eisv_evaluation.loading import load_model
+from eisv_evaluation.trials import read_trials
+from eisv_evaluation.windowed_embedding import embed_paths
+from eisv_io.atomic_files import write_text_atomic
 from eisv_training.validation_split import make_validation_trials
-from modeling_eisv.calibration import fit_linear_calibration
 from modeling_eisv.embedding_transform import compose, fit_mean, fit_nap, fit_whitening
 
 CAL_SPEAKERS = {"ased": 6, "ravdess": 2}  # 65 : 18 training speakers -> 6 : 2 (plus seed-chosen ones)
@@ -85,7 +85,7 @@ def table_row(emb, sets, mean=None, matrix=None, calibration=None):
 
 
 def subset(trials, mask):
-    from eisv_tools.trials import Trials
+    from eisv_evaluation.trials import Trials
     return Trials(**{f: getattr(trials, f)[mask] for f in ("corpus", "enroll", "test", "label", "condition", "line")},
                   source=trials.source)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eisv_tools.atomic_files import atomic_path, write_text_atomic
-from eisv_tools.errors import ToolError
-from eisv_tools.trials import read_trials
+from eisv_evaluation.trials import read_trials
+from eisv_io.atomic_files import atomic_path, write_text_atomic
+from eisv_io.errors import ToolError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,8 +96,8 @@ def read_test_files(shared_data, max_files_per_speaker=None, seed=0) -> Labelled
 
 def embed_test_files(model_dir, files: LabelledFiles, shared_data, device=None, batch_size=16) -> np.ndarray:
     """Model folder + files -> (files, embedding_size) unit-norm float32 embeddings, in file order."""
-    from eisv_tools.loading import load_model
-    from eisv_tools.windowed_embedding import embed_paths
+    from eisv_evaluation.loading import load_model
+    from eisv_evaluation.windowed_embedding import embed_paths
 
     model, feature_extractor = load_model(model_dir, device)
     paths = [Path(shared_data) / path for path in files.path]

@@ -19,8 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from eisv_io.staged_folders import apply_umask, make_staging_folder, replace_folder
 from eisv_io.trial_schema import EMOTIONAL_TARGET_CONDITIONS
-from eisv_tools.atomic_files import apply_umask, make_staging_folder, replace_folder
 from model_cards import CardContext, Corpus, corpus_defaults, cosine_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
@@ -93,9 +93,9 @@ def main(argv=None):
             shutil.rmtree(staging / "converted")
             results = results + candidate_results
         if args.calibration_trials != "none":
-            from eisv_tools.calibrate import calibrate
+            from eisv_evaluation.evaluation import calibrate_model
 
-            fitted = calibrate(model.eval(), extractor, args.calibration_trials, args.calibration_root)
+            fitted = calibrate_model(model.eval(), extractor, args.calibration_trials, args.calibration_root)
             print(f"export_best_model: calibration LLR = {fitted['scale']:.4f} * cosine + {fitted['offset']:.4f} "
                   f"({fitted['source']})")
         model.save_pretrained(staging)

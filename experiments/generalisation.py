@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from eisv_tools.atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 from experiments.ablation import ROWS, Run, Scheduler, converted_ge2e, row_args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eisv_tools.atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 
 CONDITIONS = (("same_emotion", "same emo."), ("neutral_vs_emotional", "neutral vs emo."),
               ("emotional_vs_emotional", "emo. vs emo."))

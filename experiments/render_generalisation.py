@@ -12,7 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from eisv_tools.atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 from experiments.generalisation import PROTECTIONS
 
 START, END = "<!-- generalisation:start -->", "<!-- generalisation:end -->"

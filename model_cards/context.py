@@ -5,7 +5,7 @@ JSON file, or the dict callers used to pass) and raises `ModelCardInfoError` nam
 missing or mistyped key, e.g. ``['datasets'][0]['license']``. Every number in the card comes from
 here: a field left None is left out of the card or shown as "not evaluated" / "not recorded".
 
-Metric dicts (`Metrics`) use the keys ``eer`` (percent, 0-100, as `modeling_eisv.scoring.compute_eer`
+Metric dicts (`Metrics`) use the keys ``eer`` (percent, 0-100, as `eisv_evaluation.scoring.compute_eer`
 returns), ``min_dcf_0.01``, ``min_dcf_0.05`` (normalised), ``eer_threshold``, ``num_targets``,
 ``num_nontargets``, with None for "not evaluated", and an optional free-text ``note``.
 """
@@ -102,7 +102,7 @@ class CardContext:
 
     def save(self, folder) -> Path:
         """Write the context as `folder/card_context.json` (atomically) and return the path."""
-        from eisv_tools.atomic_files import write_text_atomic
+        from eisv_io.atomic_files import write_text_atomic
 
         path = Path(folder) / CONTEXT_FILENAME
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n")
@@ -119,7 +119,7 @@ class CardContext:
 
 def results_from_evaluation(evaluation: dict, eval_name: str, *, dataset_id: str | None = None,
                             scoring: str | None = None) -> Evaluation:
-    """`eisv_tools.evaluation.evaluate_trials` output -> an `Evaluation` of the card.
+    """`eisv_evaluation.evaluation.evaluate_trials` output -> an `Evaluation` of the card.
 
     Takes the groups of `scoring` (default: the evaluation's primary scoring): ``overall``,
     ``by_condition`` -> ``per_condition``, ``by_corpus`` -> ``per_corpus``.

@@ -225,7 +225,7 @@ def render_model_card(context_or_info) -> str:
 def write_model_card(output_dir: str | os.PathLike, context_or_info, save_context: bool = False) -> Path:
     """Write the card as `output_dir/README.md` atomically; with `save_context`, also the context as
     `output_dir/card_context.json`. The card is rendered first, so bad input leaves the folder as it was."""
-    from eisv_tools.atomic_files import write_text_atomic
+    from eisv_io.atomic_files import write_text_atomic
 
     context = as_context(context_or_info)
     text = render_model_card(context)

@@ -118,7 +118,7 @@ class EISVConfig(PretrainedConfig):
             model has no `calibration_scale` (old folders keep working).
         calibration_scale (`float`, *optional*), calibration_offset (`float`, *optional*):
             Score calibration `llr = calibration_scale * score + calibration_offset` (natural-log
-            likelihood ratio), fitted by `eisv-calibrate` (`modeling_eisv.calibration`) on labelled
+            likelihood ratio), fitted by `eisv-calibrate` (`eisv_evaluation.calibration`) on labelled
             trials disjoint from any test list. With it, `eisv-verify` and the pipeline report the
             LLR and accept when `llr >= log((1 - p_target) / p_target)` (default `p_target` 0.5:
             equal priors and costs). Both `None` (the default) or both set, scale > 0.

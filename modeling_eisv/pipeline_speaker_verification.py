@@ -20,7 +20,7 @@ An input with less than `min_speech_s` seconds of active signal (default 0.3 s; 
 digital silence or a 10 ms clip would otherwise get a confident score. `min_speech_s=0` allows it.
 
 `pipeline("speaker-verification", model=..., backend="onnxruntime")` runs the model with ONNX
-Runtime on the CPU (the graph cached per model identity by `eisv_tools.onnx_backend`, exported on
+Runtime on the CPU (the graph cached per model identity by `eisv_evaluation.onnx_backend`, exported on
 the first use); it needs the eisv package with its `onnx` extra, not only the remote code.
 """
 
@@ -76,7 +76,7 @@ class SpeakerVerificationPipeline(Pipeline):
             if self.device.type != "cpu":
                 raise ValueError(f"backend='onnxruntime' runs on the CPU; this pipeline is on {self.device}")
             try:
-                from eisv_tools.onnx_backend import onnx_model_for
+                from eisv_evaluation.onnx_backend import onnx_model_for
             except ImportError as error:  # the remote code alone has no exporter
                 raise ImportError(f"backend='onnxruntime' needs the eisv package (pip install 'eisv[onnx]'): "
                                   f"{error}") from None

@@ -1,13 +1,14 @@
-"""eisv_tools.atomic_files: files and folders replaced whole, with the umask's permissions, never someone's files."""
+"""eisv_io.atomic_files and eisv_io.staged_folders: files and folders replaced whole, with the umask's permissions,
+never someone's files."""
 
 import os
 import stat
 
 import pytest
 
-from eisv_tools.atomic_files import (atomic_path, check_replaceable_folder, current_umask, remove_stale_temporaries,
-                                     staged_folder, write_text_atomic)
-from eisv_tools.errors import ToolError, one_line
+from eisv_io.atomic_files import atomic_path, check_replaceable_folder, remove_stale_temporaries, write_text_atomic
+from eisv_io.errors import ToolError, one_line
+from eisv_io.staged_folders import current_umask, staged_folder
 
 
 @pytest.fixture

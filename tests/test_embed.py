@@ -11,10 +11,10 @@ import soundfile
 
 from _tiny import voice_like
 from _tools import save_tiny_model, some_clips
+from eisv_evaluation.embedding_store import index_path, load_embeddings
+from eisv_evaluation.loading import load_model
+from eisv_evaluation.windowed_embedding import WindowedEmbedder, window_starts
 from eisv_tools.embed import main
-from eisv_tools.embedding_store import index_path, load_embeddings
-from eisv_tools.loading import load_model
-from eisv_tools.windowed_embedding import WindowedEmbedder, window_starts
 
 
 @pytest.fixture(scope="module")

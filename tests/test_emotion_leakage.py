@@ -10,7 +10,7 @@ import soundfile
 
 from _tiny import voice_like
 from _tools import save_tiny_model
-from eisv_tools.errors import ToolError
+from eisv_io.errors import ToolError
 from experiments import emotion_leakage
 
 # Per corpus: emotion -> files per speaker; 3 speakers each. emodb: 12 files, majority 6/12, 3 classes;

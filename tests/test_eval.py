@@ -11,10 +11,10 @@ import pytest
 from sklearn.metrics import roc_curve
 
 from _tools import save_tiny_model, small_trials
+from eisv_evaluation.evaluation import evaluate_trials
+from eisv_evaluation.loading import load_model
 from eisv_tools.embed import main as embed_main
 from eisv_tools.eval import main
-from eisv_tools.evaluation import evaluate_trials
-from eisv_tools.loading import load_model
 
 
 def sklearn_eer(labels, scores):
@@ -251,7 +251,7 @@ def test_the_output_folder_is_replaced_whole_with_the_umasks_permissions(synthet
     import os
     import stat
 
-    import eisv_tools.plots as plots
+    import eisv_evaluation.plots as plots
 
     model_dir, trials, audio = synthetic
     out = tmp_path / "out"

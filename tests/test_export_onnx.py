@@ -9,8 +9,9 @@ onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not inst
 
 from _tiny import tiny_config, voice_like  # noqa: E402
 from _tools import save_tiny_model  # noqa: E402
-from eisv_tools.export_onnx import MIN_COSINE, cosine_rows, main, onnx_inputs  # noqa: E402
-from eisv_tools.loading import load_model  # noqa: E402
+from eisv_evaluation.loading import load_model  # noqa: E402
+from eisv_evaluation.onnx_export import MIN_COSINE, cosine_rows, onnx_inputs  # noqa: E402
+from eisv_tools.export_onnx import main  # noqa: E402
 from modeling_eisv import EISVConfig, EISVModel  # noqa: E402
 
 

@@ -22,7 +22,8 @@ from hub_server import DEFAULT_TOKEN, git_blob_sha1, hub_server, local_hub  # no
 from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVModel
 
 REPO_ID = "local-user/eisv-tiny"
-PROJECT_PACKAGES = {"modeling_eisv", "data_collators", "model_cards", "eisv_tools", "eisv_training", "metrics"}
+PROJECT_PACKAGES = {"modeling_eisv", "data_collators", "model_cards", "eisv_evaluation", "eisv_io", "eisv_tools",
+                    "eisv_training", "metrics"}
 
 
 def _tiny_model_dir(path: Path) -> tuple[Path, torch.Tensor, torch.Tensor]:

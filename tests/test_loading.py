@@ -1,4 +1,4 @@
-"""eisv_tools.loading: fast, one-line failures for names and devices; the model identity outputs record."""
+"""eisv_evaluation.loading: fast, one-line failures for names and devices; the model identity outputs record."""
 
 import time
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from _tools import save_tiny_model
-from eisv_tools.errors import ToolError
-from eisv_tools.loading import load_model, model_identity, resolve_device
+from eisv_evaluation.loading import load_model, model_identity, resolve_device
+from eisv_io.errors import ToolError
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def test_an_unreachable_hub_fails_within_seconds_not_after_five_retries(tmp_path
     environment = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
     environment.pop("HF_HUB_OFFLINE", None)
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", "from eisv_tools.loading import load_model; load_model('someone/typo')"],
-                          capture_output=True, text=True, env=environment, timeout=120)
+    code = "from eisv_evaluation.loading import load_model; load_model('someone/typo')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120)
     elapsed = time.monotonic() - start
     assert done.returncode != 0 and "someone/typo: no such model folder, and the Hub cannot be reached" in done.stderr
     assert elapsed < 15, elapsed  # the Hub client's own retries take ~23 s on top of the start-up

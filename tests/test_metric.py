@@ -1,5 +1,5 @@
 """metrics/speaker_verification: loads offline with evaluate.load, hand-worked cases, stands alone, and gives
-numbers identical to modeling_eisv.scoring (its copy of the same definitions)."""
+numbers identical to eisv_evaluation.scoring (its copy of the same definitions)."""
 
 import sys
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling_eisv.scoring import compute_eer, compute_min_dcf, error_rates
+from eisv_evaluation.scoring import compute_eer, compute_min_dcf, error_rates
 
 evaluate = pytest.importorskip("evaluate")
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "speaker_verification"
@@ -56,7 +56,7 @@ def test_metric_script_imports_only_numpy_datasets_evaluate():
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("decimals", [2, None], ids=["ties", "no-ties"])
 def test_agrees_with_modeling_eisv_scoring(metric, seed, decimals):
-    """Identical numbers (==, not approx) to modeling_eisv.scoring on random scores, curve included."""
+    """Identical numbers (==, not approx) to eisv_evaluation.scoring on random scores, curve included."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, 400)
     scores = rng.normal(labels * 0.8, 1.0)

@@ -12,11 +12,11 @@ pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[onn
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[onnx]')")
 
 from _tiny import tiny_config, voice_like  # noqa: E402
+from eisv_evaluation.embedding_store import load_embeddings  # noqa: E402
+from eisv_evaluation.loading import load_model, model_identity  # noqa: E402
+from eisv_evaluation.onnx_backend import IDENTITY_KEY, _metadata, onnx_cache_path, onnx_model_for  # noqa: E402
+from eisv_evaluation.onnx_export import MIN_COSINE, cosine_rows  # noqa: E402
 from eisv_tools import embed, verify  # noqa: E402
-from eisv_tools.embedding_store import load_embeddings  # noqa: E402
-from eisv_tools.export_onnx import MIN_COSINE, cosine_rows  # noqa: E402
-from eisv_tools.loading import load_model, model_identity  # noqa: E402
-from eisv_tools.onnx_backend import IDENTITY_KEY, _metadata, onnx_cache_path, onnx_model_for  # noqa: E402
 from modeling_eisv import EISVFeatureExtractor, EISVModel  # noqa: E402
 
 SECONDS = (0.6, 1.3, 3.0, 7.2)  # GE2E: one to several partial windows; padded batch

@@ -9,8 +9,8 @@ from transformers import pipeline
 
 import modeling_eisv  # noqa: F401  (registers the task)
 from _tools import save_tiny_model, some_clips
-from eisv_tools.loading import load_model
-from eisv_tools.windowed_embedding import embed_paths
+from eisv_evaluation.loading import load_model
+from eisv_evaluation.windowed_embedding import embed_paths
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
-"""modeling_eisv.scoring: EER, minDCF, cosine, AS-norm on hand-worked cases and against scikit-learn."""
+"""eisv_evaluation.scoring: EER, minDCF, cosine, AS-norm on hand-worked cases and against scikit-learn."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from modeling_eisv.scoring import (ScoringError, as_norm, compute_eer, compute_min_dcf, cosine_scores,
+from eisv_evaluation.scoring import (ScoringError, as_norm, compute_eer, compute_min_dcf, cosine_scores,
                                    error_rates)
 
 

@@ -97,7 +97,7 @@ def test_run_leaves_a_loadable_model_with_card_and_results(reference_run):
     assert "model-index" in card and "CC0" in card
     assert results["selected"] == "start" or "the starting model" in card  # the start's numbers beside its own
     assert "Selected:" in reference_run["stdout"]
-    from eisv_tools.atomic_files import current_umask
+    from eisv_io.staged_folders import current_umask
 
     umask = current_umask()  # a model folder on a shared file system must be readable by the other nodes
     assert model.stat().st_mode & 0o777 == 0o777 & ~umask

@@ -1,15 +1,15 @@
 """Speaker-verification metric for 🤗 evaluate: EER, threshold at EER, normalised minDCF.
 
-The same definitions as `modeling_eisv/scoring.py` (`error_rates`, `compute_eer`,
+The same definitions as `eisv_evaluation/scoring.py` (`error_rates`, `compute_eer`,
 `compute_min_dcf`), copied rather than imported, because of how evaluate loads a metric:
 `evaluate.load(path)` copies this one script into its modules cache
 (~/.cache/huggingface/modules/evaluate_modules/) and imports it from there, and it treats every
-absolute import as a pip dependency. `from modeling_eisv.scoring import ...` would make the metric
+absolute import as a pip dependency. `from eisv_evaluation.scoring import ...` would make the metric
 fail wherever eisv is not installed (it is not on PyPI; evaluate's hint would even say
 `pip install modeling_eisv`), import torch and transformers to compute an EER, and keep the folder
 from being pushed to the Hub as a metric. So the folder stands alone (NumPy, datasets, evaluate),
 and `tests/test_metric.py` checks both halves of that: this script imports nothing else, and it
-gives numbers identical to `modeling_eisv.scoring` (exact equality, random scores with and without
+gives numbers identical to `eisv_evaluation.scoring` (exact equality, random scores with and without
 ties, several priors and costs). Change both files together.
 """
 

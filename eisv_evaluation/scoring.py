@@ -1,6 +1,7 @@
 """Scoring and error metrics of speaker verification: cosine, EER, minDCF, AS-norm.
 
-NumPy only; the model never imports this module. Conventions everywhere:
+NumPy only; evaluation code (eisv-eval, eisv-verify, training's scoring), not the model: the model package never
+needed it at inference. Conventions everywhere:
 
 - `scores` (trials,) float, higher = more likely the same speaker;
 - `labels` (trials,) in {0, 1}, 1 = target (same speaker), 0 = non-target;

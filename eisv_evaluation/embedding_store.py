@@ -5,7 +5,7 @@ atomically (temporary name, then `os.replace`), so a reader or a kill never sees
 wrong index:
 
 - tensor `"embeddings"`: float32 (files, dim), unit-norm rows;
-- string metadata `format`, `model` (as given), `model_sha256` (`eisv_tools.loading.model_identity`),
+- string metadata `format`, `model` (as given), `model_sha256` (`eisv_evaluation.loading.model_identity`),
   `window_s`, `hop_s`, and `index`: JSON `{"path": [...], "duration_s": [...], "num_windows": [...]}`,
   one entry per matrix row; `path` is the file's key (relative to the input folder, or as written
   in the input CSV with `./` and doubled slashes removed).
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_files import atomic_path, write_text_atomic
-from .errors import ToolError
+from eisv_io.atomic_files import atomic_path, write_text_atomic
+from eisv_io.errors import ToolError
 
 FORMAT = "eisv-embeddings/1"
 INDEX_COLUMNS = ("row", "path", "duration_s", "num_windows")

@@ -30,7 +30,7 @@ from modeling_eisv.audio_io import AudioError, AudioInfo, count_windows, read_wi
 from modeling_eisv.audio_io import probe_audio as _probe_audio
 from modeling_eisv.speech_activity import MIN_SPEECH_S, active_seconds, too_little_speech
 
-from .errors import AudioFileError, ToolError
+from eisv_io.errors import AudioFileError, ToolError
 
 AudioFileInfo = AudioInfo  # the name the tools used before audio_io held it
 __all__ = ["AudioFileInfo", "WindowedEmbedder", "count_windows", "embed_paths", "probe_audio", "window_starts"]

@@ -1,4 +1,6 @@
-"""The exceptions the tools raise for bad input; command `main`s turn them into a message + exit code."""
+"""The exceptions eisv raises for bad input (files, rows, fields); the tools' `main`s turn them into a message
+and an exit code. Here, below every layer, because the atomic file helpers, the evaluation library and
+training raise them."""
 
 
 class ToolError(Exception):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from modeling_eisv.embedding_transform import EmbeddingTransform, compose, fit_mean, fit_nap, fit_whitening
 
-from .errors import ToolError
+from eisv_io.errors import ToolError
 from .trials import normalise_key
 from .windowed_embedding import embed_paths
 

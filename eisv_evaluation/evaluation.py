@@ -17,21 +17,22 @@ score >= threshold), `min_dcf_0.01`, `min_dcf_0.05` (normalised, C_miss = C_fa =
 model is calibrated for that kind of score (`config.calibration_scale`, `calibration_scores`) also
 `cllr`, `actual_dcf_0.01`, `actual_dcf_0.05` (cost of the calibrated decisions at that prior,
 beside the minimum) and `miss_at_p0.5`, `false_alarm_at_p0.5` (percent, the decision at equal
-priors: a gap between them shows a threshold that does not transfer). See `modeling_eisv.calibration`.
+priors: a gap between them shows a threshold that does not transfer). See `eisv_evaluation.calibration`.
+`calibrate_model` fits a model's calibration on such a list (eisv-calibrate, experiments).
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from modeling_eisv.calibration import calibration_summary
-from modeling_eisv.scoring import (as_norm_scores, cohort_statistics, compute_eer, compute_min_dcf,
-                                   cosine_scores)
+from eisv_io.errors import AudioFileError, ToolError
+from modeling_eisv.calibration import apply_calibration
 from modeling_eisv.speech_activity import MIN_SPEECH_S
 
+from .calibration import calibration_summary, cllr, fit_linear_calibration, min_cllr
 from .embedding_store import load_embeddings
-from .errors import AudioFileError, ToolError
 from .loading import model_identity
+from .scoring import as_norm_scores, cohort_statistics, compute_eer, compute_min_dcf, cosine_scores
 from .trials import normalise_key, read_trials, sample_trials
 from .windowed_embedding import WindowedEmbedder, probe_audio
 
@@ -222,3 +223,24 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
     if return_scores:
         results["trials"], results["scores"] = trials, scores
     return results
+
+
+def calibrate_model(model, feature_extractor, trials, root, cohort=None, **evaluate_kwargs) -> dict:
+    """Score `trials` with the model and fit the calibration -> {scale, offset, scores, source, cllr, min_cllr, eer}.
+
+    Fits cosine scores, or AS-norm scores against `cohort`; `evaluate_kwargs` go to `evaluate_trials`.
+    Sets the calibration fields of `model.config` (not saved)."""
+    results = evaluate_trials(model, feature_extractor, trials, root, cohort=cohort, return_scores=True,
+                              **evaluate_kwargs)
+    kind = results["scoring"]
+    scores, labels = results["scores"][kind], results["trials"].label
+    scale, offset = fit_linear_calibration(scores, labels)
+    n_target = int((labels == 1).sum())
+    source = (f"{Path(str(trials)).name if not hasattr(trials, 'label') else 'trials'}: {n_target} targets, "
+              f"{int(len(labels) - n_target)} non-targets over {results['num_files']} files ({kind} scores)")
+    config = model.config
+    config.calibration_scale, config.calibration_offset = scale, offset
+    config.calibration_scores, config.calibration_source = kind, source
+    return {"scale": scale, "offset": offset, "scores": kind, "source": source,
+            "cllr": cllr(apply_calibration(scores, scale, offset), labels), "min_cllr": min_cllr(scores, labels),
+            "eer": results["summary"]["eer"]}

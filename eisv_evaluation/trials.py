@@ -15,7 +15,7 @@ import numpy as np
 
 from eisv_io.trial_schema import TRIAL_COLUMNS
 
-from .errors import ToolError
+from eisv_io.errors import ToolError
 
 _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
 

@@ -2,7 +2,7 @@
 the pipeline): an `EISVModel` run by onnxruntime on CPU, with the same call and output.
 
 `onnx_model_for(model, feature_extractor, name_or_path)` returns an `OnnxModel` for a loaded
-PyTorch model. The graph (see `eisv_tools.export_onnx`) is cached per model identity
+PyTorch model. The graph (see `eisv_evaluation.onnx_export`) is cached per model identity
 (`loading.model_identity`: weights, embedding config and frontend settings):
 
     <folder>-onnx/model-<first 16 hex digits of the identity>.onnx    beside a local model folder
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ToolError
+from eisv_io.errors import ToolError
 
 BACKENDS = ("torch", "onnxruntime")
 IDENTITY_KEY = "eisv_model_sha256"
@@ -135,7 +135,7 @@ def onnx_model_for(model, feature_extractor, name_or_path=None, threads=None, id
     except ImportError:
         raise ToolError("--backend onnxruntime needs onnx, onnxruntime and onnxscript "
                         "(pip install 'eisv[onnx]')") from None
-    from .export_onnx import export_onnx, is_eisv_export
+    from .onnx_export import export_onnx, is_eisv_export
     from .loading import model_identity
 
     identity = identity or model_identity(model, feature_extractor)

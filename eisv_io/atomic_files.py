@@ -1,8 +1,7 @@
-"""Writing outputs atomically: files under a temporary name then `os.replace`, folders staged then swapped.
-
-The folder primitives (`make_staging_folder`, `staged_folder`, `replace_folder`, `apply_umask`,
-`current_umask`) live in `eisv_io.staged_folders`, where the converters use them too, and are
-re-exported here. Files and folders get the permissions the umask gives (0644 / 0755 under umask 022).
+"""Writing files atomically (under a temporary name, then `os.replace`), and the check before a folder output
+is replaced. Standard library only, like the rest of `eisv_io`: the tools, training, model cards and
+experiments write through it. Folders staged and swapped in whole (`staged_folder`, `replace_folder`,
+`apply_umask`, `current_umask`) are `eisv_io.staged_folders`.
 """
 
 import contextlib
@@ -10,12 +9,9 @@ import os
 import shutil
 from pathlib import Path
 
-from eisv_io.staged_folders import apply_umask, current_umask, make_staging_folder, replace_folder, staged_folder
-
 from .errors import ToolError
 
-__all__ = ["apply_umask", "atomic_path", "check_replaceable_folder", "current_umask", "make_staging_folder",
-           "remove_stale_temporaries", "replace_folder", "staged_folder", "write_text_atomic"]
+__all__ = ["atomic_path", "check_replaceable_folder", "remove_stale_temporaries", "write_text_atomic"]
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import csv
 import io
 import json
 
-from .atomic_files import write_text_atomic
+from eisv_io.atomic_files import write_text_atomic
 
 # Every file eisv-eval writes into its output folder.
 OUTPUT_FILES = ("results.json", "results.md", "scores.csv", "det.png", "score_histograms.png")

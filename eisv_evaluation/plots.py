@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from modeling_eisv.scoring import error_rates
+from eisv_io.atomic_files import atomic_path
 
-from .atomic_files import atomic_path
 from .evaluation import group_masks
+from .scoring import error_rates
 
 # Axis ticks of a DET plot, in percent.
 _TICKS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40]

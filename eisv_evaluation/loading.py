@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ToolError, one_line
+from eisv_io.errors import ToolError, one_line
 
 # Config fields that do not change what the encoder computes (training head, decision, bookkeeping):
 # left out of `model_identity`, so re-calibrating or re-heading a model keeps its identity.

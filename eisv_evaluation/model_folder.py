@@ -12,7 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .atomic_files import apply_umask, check_replaceable_folder, staged_folder
+from eisv_io.atomic_files import check_replaceable_folder
+from eisv_io.staged_folders import apply_umask, staged_folder
 
 COHORT_FILE = "cohort.safetensors"
 CARRIED_FILES = ("README.md", COHORT_FILE)
