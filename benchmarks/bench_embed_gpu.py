@@ -48,7 +48,7 @@ def find_data(given, corpora) -> Path:
 
 
 def list_files(data: Path, corpora) -> list:
-    from eisv_tools.embed import AUDIO_SUFFIXES
+    from modeling_eisv.audio_io import AUDIO_SUFFIXES
 
     return sorted(p for corpus in corpora for p in (data / corpus).rglob("*")
                   if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from modeling_eisv.audio_io import AUDIO_SUFFIXES
 from modeling_eisv.embedding_transform import EmbeddingTransform, compose, fit_mean, fit_nap, fit_whitening
 
 from eisv_io.errors import ToolError
 from .trials import normalise_key
 from .windowed_embedding import embed_paths
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 @dataclass

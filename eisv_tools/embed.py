@@ -46,10 +46,10 @@ from eisv_evaluation.trials import normalise_key
 from eisv_evaluation.windowed_embedding import WindowedEmbedder, probe_audio
 from eisv_io.atomic_files import remove_stale_temporaries
 from eisv_io.errors import ToolError
+from modeling_eisv.audio_io import AUDIO_SUFFIXES
 
 from .cli_options import add_embedding_options, add_flag, non_negative_int, positive_int
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au"}
 PATH_COLUMNS = ("path", "file_name")
 
 

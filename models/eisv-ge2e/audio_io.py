@@ -22,6 +22,8 @@ import torch
 
 # A 2-D array whose shorter axis has at most this many entries is one multi-channel recording.
 MAX_CHANNELS = 8
+# File endings that folder inputs (eisv-embed, eisv-adapt) read as audio; soundfile decodes them.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
 
 
 class AudioError(ValueError):
