@@ -92,7 +92,9 @@ def train(argv=None):
         + f", {run_data.report.num_bad_rows} bad rows dropped")
     model, feature_extractor = build_model(model_args, num_speakers, output_dir, accelerator)
     if model_args.init_from != "scratch":
-        say(f"Starting from {model_args.init_from}: its encoder, with a new AAM-softmax head for {num_speakers} speakers")
+        say(f"Starting from {model_args.init_from}: its encoder, "
+            + (f"with a new AAM-softmax head for {num_speakers} speakers" if model_args.aam_weight else
+               f"trained on ERL pairs + the teacher anchor ({model_args.kd_anchor}), no speaker classification"))
     collator, sampler = collator_and_sampler(store, feature_extractor, recipe, args, accelerator)
 
     # -- what keeps the fine-tune near its start: the start's weights, a teacher, layer rates -----------
