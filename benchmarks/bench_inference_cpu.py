@@ -206,14 +206,20 @@ def paired_ratio(a, b) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (default: all usable cores)")
+def clip_timing_parser(doc: str, clips: int, repeats: int) -> argparse.ArgumentParser:
+    """The options of a clip-by-clip CPU timing run: --threads --seconds --clips --repeats --warmup."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="intra-op threads (default: all usable cores)")
     parser.add_argument("--seconds", type=float, default=3.0, help="clip length in seconds")
-    parser.add_argument("--clips", type=int, default=30, help="distinct clips")
-    parser.add_argument("--repeats", type=int, default=5, help="passes over the clips per system")
+    parser.add_argument("--clips", type=int, default=clips, help="distinct clips")
+    parser.add_argument("--repeats", type=int, default=repeats, help="passes over the clips per system")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up clips per system")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = clip_timing_parser(__doc__, clips=30, repeats=5).parse_args(argv)
 
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging

@@ -11,7 +11,6 @@ the same for both). PyTorch runs under `torch.inference_mode()`; both use `--thr
 threads (default: all usable cores). Also prints the smallest cosine between the two backends.
 """
 
-import argparse
 import datetime
 import os
 import platform
@@ -22,19 +21,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench_inference_cpu import load_average, make_clips
+from benchmarks.bench_inference_cpu import clip_timing_parser, load_average, make_clips
 from benchmarks.machine import cpu_model
 
 SR = 16000
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="intra-op threads (default: all usable cores)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="clip length in seconds")
-    parser.add_argument("--clips", type=int, default=20, help="distinct clips")
-    parser.add_argument("--repeats", type=int, default=3, help="passes over the clips")
-    parser.add_argument("--warmup", type=int, default=5, help="warm-up clips per pipeline")
+    parser = clip_timing_parser(__doc__, clips=20, repeats=3)
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset for the export (<18: TorchScript exporter)")
     parser.add_argument("--ort-spinning", action="store_true", help="let onnxruntime's threads busy-wait between runs")
     args = parser.parse_args(argv)

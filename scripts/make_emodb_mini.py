@@ -7,7 +7,6 @@ emodb_13..16 are held out for the trial list `trials.csv` (every pair of their c
 six are for training. EmoDB is CC0 1.0 as republished by audEERING; LICENSE.md says so.
 """
 
-import argparse
 import itertools
 import shutil
 from pathlib import Path
@@ -16,17 +15,14 @@ import pandas as pd
 
 from eisv_io.staged_folders import apply_umask, staged_folder
 from eisv_io.trial_schema import trial_condition
+from mini_data import mini_data_arguments
 
 HELD_OUT = ["emodb_13", "emodb_14", "emodb_15", "emodb_16"]
 PER_SPEAKER_EMOTION = 4
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    root = Path(__file__).resolve().parents[1]
-    parser.add_argument("--source", type=Path, default=root.parent / "shared" / "data" / "emodb")
-    parser.add_argument("--output", type=Path, default=root / "data" / "emodb-mini")
-    args = parser.parse_args()
+    args = mini_data_arguments(__doc__, "emodb", "emodb-mini")
     metadata = pd.read_csv(args.source / "metadata.csv")
     chosen = (metadata.sample(frac=1.0, random_state=0).groupby(["speaker", "emotion"]).head(PER_SPEAKER_EMOTION)
               .sort_values("file_name").reset_index(drop=True))

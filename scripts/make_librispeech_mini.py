@@ -8,15 +8,14 @@ different-speaker). Training uses it, by default, as a selection list beside the
 a fine-tune that loses general speaker knowledge shows it here. LibriSpeech is CC BY 4.0.
 """
 
-import argparse
 import itertools
-from pathlib import Path
 
 import pandas as pd
 import soundfile as sf
 
 from eisv_io.staged_folders import apply_umask, staged_folder
 from eisv_io.trial_schema import trial_condition
+from mini_data import mini_data_arguments
 
 PER_SPEAKER = 4
 MAX_SECONDS = 8.0
@@ -34,11 +33,7 @@ audio books", Proc. ICASSP 2015, pp. 5206–5210.
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    root = Path(__file__).resolve().parents[1]
-    parser.add_argument("--source", type=Path, default=root.parent / "shared" / "data" / "librispeech")
-    parser.add_argument("--output", type=Path, default=root / "data" / "librispeech-mini")
-    args = parser.parse_args()
+    args = mini_data_arguments(__doc__, "librispeech", "librispeech-mini")
     metadata = pd.read_csv(args.source / "metadata.csv").sort_values("file_name")
     chosen = metadata.groupby("speaker").head(PER_SPEAKER).reset_index(drop=True)
     with staged_folder(args.output) as staging:  # the old folder stays until the new one is complete
