@@ -1,14 +1,20 @@
 """Tiny configs and signals shared by the model tests."""
 
 import csv
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+import torch
 from transformers import AutoConfig
 
-from modeling_eisv import EISVConfig
+from modeling_eisv import EISVConfig, EISVFeatureExtractor, EISVModel
+
+REPO = Path(__file__).resolve().parents[1]
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = [REPO / "data" / "emodb-mini", REPO.parent / "shared" / "data" / "emodb"]  # shipped first
@@ -54,3 +60,36 @@ def voice_like(seconds, seed=0, rate=16000):
     phase = 2 * np.pi * np.cumsum(f0) / rate
     wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t) ** 2)
     return (0.2 * wave + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def eisv_embeddings(folder: Path, waves) -> np.ndarray:
+    """A model folder on all clips as one padded batch, through this package: (clips, embedding_size)."""
+    model = EISVModel.from_pretrained(folder).eval()
+    extractor = EISVFeatureExtractor.from_pretrained(folder)
+    with torch.no_grad():
+        return model(**extractor(waves, sampling_rate=16000, return_tensors="pt")).embeddings.numpy()
+
+
+def remote_code_embedding(folder: Path, wave: np.ndarray, work: Path) -> np.ndarray:
+    """`folder`'s embedding of `wave` through AutoModel/AutoFeatureExtractor(trust_remote_code=True), in a
+    process that cannot import this repository (only what pip installed), offline, with this process's
+    thread count (the same float sums)."""
+    np.save(work / "wave.npy", wave)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path = [p for p in sys.path if p not in ("", ".", {str(REPO)!r})]
+        import numpy as np, torch
+        from transformers import AutoFeatureExtractor, AutoModel
+        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+        extractor = AutoFeatureExtractor.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        assert "modeling_eisv" not in sys.modules, "the installed package was imported"
+        with torch.no_grad():
+            features = extractor(np.load({str(work / 'wave.npy')!r}), sampling_rate=16000, return_tensors="pt")
+            np.save({str(work / 'remote.npy')!r}, model(**features).embeddings[0].numpy())
+    """)
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1", "HF_HOME": str(work / "hf"),
+           "HF_MODULES_CACHE": str(work / "modules"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    result = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return np.load(work / "remote.npy")

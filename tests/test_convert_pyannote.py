@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,46 +18,19 @@ import torch
 from safetensors.torch import load_file
 
 from _pyannote import cosines, pyannote_embeddings, random_wespeaker, real_clips, save_pyannote_checkpoint
+from _tiny import eisv_embeddings, remote_code_embedding
 from eisv_tools.convert import main
 from hub_server import hub_server  # noqa: F401 (pytest fixture)
-from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
+from modeling_eisv import EISVForSpeakerVerification
 
 REPO = Path(__file__).resolve().parents[1]
 # train_eisv on the bundled clips, short crops and few trials, so 5 steps take seconds on 2 cores.
 SHORT_RUN = ["--crop_seconds", "1.0", "--speakers_per_batch", "3", "--utterances_per_speaker", "2",
              "--eval_max_trials", "300", "--logging_steps", "1", "--seed", "3", "--max_steps", "5"]
-# A subprocess that cannot import this repository's packages (only what pip installed).
-NO_PACKAGE = "import sys\nsys.path = [p for p in sys.path if p not in ('', '.', {repo!r})]\n"
 
 
-def eisv_embeddings(folder: Path, waves) -> np.ndarray:
-    """The converted model on all clips as one padded batch: (clips, embedding_size)."""
-    model = EISVModel.from_pretrained(folder).eval()
-    extractor = EISVFeatureExtractor.from_pretrained(folder)
-    with torch.no_grad():
-        return model(**extractor(waves, sampling_rate=16000, return_tensors="pt")).embeddings.numpy()
 
 
-def remote_code_embeddings(folder: Path, wave: np.ndarray, tmp_path: Path) -> np.ndarray:
-    """`folder`'s embedding of `wave` through AutoModel/AutoFeatureExtractor in a process without eisv."""
-    np.save(tmp_path / "wave.npy", wave)
-    script = NO_PACKAGE.format(repo=str(REPO)) + textwrap.dedent(f"""
-        import numpy as np, torch
-        from transformers import AutoFeatureExtractor, AutoModel
-        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
-        extractor = AutoFeatureExtractor.from_pretrained({str(folder)!r}, trust_remote_code=True)
-        assert "modeling_eisv" not in sys.modules, "the package was imported"
-        with torch.no_grad():
-            features = extractor(np.load({str(tmp_path / 'wave.npy')!r}), sampling_rate=16000, return_tensors="pt")
-            np.save({str(tmp_path / 'remote.npy')!r}, model(**features).embeddings[0].numpy())
-    """)
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "PYTHONNOUSERSITE": "1",
-           "HF_MODULES_CACHE": str(tmp_path / "modules"),
-           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same float sums as this process
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return np.load(tmp_path / "remote.npy")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +103,7 @@ def test_converted_folder_loads_without_unpickling(tiny, monkeypatch):
 def test_remote_code_gives_the_same_embeddings_without_the_package(tiny, tmp_path):
     _, _, converted = tiny
     wave = real_clips(2)[1]
-    remote = remote_code_embeddings(converted, wave, tmp_path)
+    remote = remote_code_embedding(converted, wave, tmp_path)
     assert np.abs(remote - eisv_embeddings(converted, [wave])[0]).max() <= 1e-6
 
 
@@ -148,7 +120,7 @@ def test_train_eisv_fine_tunes_a_converted_folder_and_the_result_loads_without_t
     frontend = json.loads((model / "preprocessor_config.json").read_text())
     assert (frontend["window_type"], frontend["waveform_scale"]) == ("hamming", 32768.0)  # carried from the start
     wave = real_clips(2)[0]
-    remote = remote_code_embeddings(model, wave, tmp_path)
+    remote = remote_code_embedding(model, wave, tmp_path)
     np.testing.assert_allclose(remote, eisv_embeddings(model, [wave])[0], atol=1e-6)
 
 

@@ -10,7 +10,6 @@ normalisation layers matter), saved as SpeechBrain ships a model (`embedding_mod
 import json
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import real_clips
+from _tiny import eisv_embeddings, real_clips, remote_code_embedding
 from eisv_tools.convert import main
 from hub_server import hub_server  # noqa: F401 (pytest fixture)
-from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
+from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification
 
 speechbrain = pytest.importorskip("speechbrain")
 from speechbrain.inference.classifiers import EncoderClassifier  # noqa: E402
@@ -113,12 +112,6 @@ def speechbrain_embeddings(folder: Path, waves, savedir: Path) -> np.ndarray:
         return np.stack([classifier.encode_batch(torch.from_numpy(w)[None])[0, 0].numpy() for w in waves])
 
 
-def eisv_embeddings(folder: Path, waves) -> np.ndarray:
-    """The converted model on all clips as one padded batch: (clips, embedding_size)."""
-    model = EISVModel.from_pretrained(folder).eval()
-    extractor = EISVFeatureExtractor.from_pretrained(folder)
-    with torch.no_grad():
-        return model(**extractor(waves, sampling_rate=16000, return_tensors="pt")).embeddings.numpy()
 
 
 def cosines(a, b):
@@ -193,27 +186,6 @@ def test_converted_folder_loads_without_unpickling_and_fine_tunes(tiny, monkeypa
     assert EISVFeatureExtractor.from_pretrained(converted).feature_type == "speechbrain_fbank"
 
 
-def remote_code_embedding(folder: Path, wave: np.ndarray, tmp_path: Path) -> np.ndarray:
-    """The embedding of `wave` through `trust_remote_code`, in a process that does not import this repository."""
-    np.save(tmp_path / "wave.npy", wave)
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path = [p for p in sys.path if p not in ("", ".", {str(REPO)!r})]
-        import numpy as np, torch
-        from transformers import AutoFeatureExtractor, AutoModel
-        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
-        extractor = AutoFeatureExtractor.from_pretrained({str(folder)!r}, trust_remote_code=True)
-        assert "modeling_eisv" not in sys.modules, "the installed package was imported"
-        with torch.no_grad():
-            features = extractor(np.load({str(tmp_path / 'wave.npy')!r}), sampling_rate=16000, return_tensors="pt")
-            np.save({str(tmp_path / 'remote.npy')!r}, model(**features).embeddings[0].numpy())
-    """)
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"),
-           "PYTHONNOUSERSITE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return np.load(tmp_path / "remote.npy")
 
 
 def test_remote_code_gives_the_same_embeddings_without_the_package(tiny, tmp_path):
