@@ -128,14 +128,15 @@ def embed_trial_files(model, feature_extractor, trials, root, batch_size=16, win
     return {key: by_file[normalise_key(key)] for key in keys}
 
 
-def check_cohort_model(cohort_name, metadata: dict, model, feature_extractor):
-    """Raises `ToolError` unless the cohort file records the identity of `model` (see `model_identity`)."""
+def check_cohort_model(cohort_name, metadata: dict, model, feature_extractor, identity=None):
+    """Raises `ToolError` unless the cohort file records the identity of `model` (see `model_identity`;
+    `identity` when it is known already, e.g. for an onnxruntime model, which has no state dict)."""
     recorded = metadata.get("model_sha256")
     if recorded is None:
         raise ToolError(f"{cohort_name}: records no model identity (a .npy output, or one of an older eisv-embed), "
                         f"so it cannot be checked against this model; re-embed the cohort with this model into a "
                         f".safetensors file, or pass --cohort-any-model to use it anyway")
-    expected = model_identity(model, feature_extractor)
+    expected = identity or model_identity(model, feature_extractor)
     if recorded != expected:
         raise ToolError(f"{cohort_name}: was embedded by another model ({metadata.get('model', '?')}, "
                         f"{recorded[:19]}...) than the one evaluated ({expected[:19]}...); AS-norm needs the "
@@ -144,11 +145,13 @@ def check_cohort_model(cohort_name, metadata: dict, model, feature_extractor):
 
 def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, device=None, cohort=None,
                     cohort_top_n=300, max_trials=None, seed=0, window_s=10.0, hop_s=5.0, max_batch_s=80.0,
-                    progress=False, return_scores=False, min_speech_s=MIN_SPEECH_S, cohort_any_model=False) -> dict:
+                    progress=False, return_scores=False, min_speech_s=MIN_SPEECH_S, cohort_any_model=False,
+                    identity=None) -> dict:
     """Score a trial list with `model` and compute EER / minDCF overall, per corpus, per condition.
 
     Args:
-        model: `EISVModel` / `EISVForSpeakerVerification` (its train/eval mode is restored afterwards).
+        model: `EISVModel` / `EISVForSpeakerVerification` (its train/eval mode is restored afterwards), or an
+            `onnx_backend.OnnxModel` (then pass its PyTorch model's `identity` for the cohort check).
         feature_extractor: `EISVFeatureExtractor`.
         trials: CSV path, DataFrame or `Trials` with `corpus, enroll, test, label, condition`.
         root: folder the enroll/test paths are relative to.
@@ -171,14 +174,16 @@ def evaluate_trials(model, feature_extractor, trials, root, *, batch_size=16, de
         cohort_name = str(cohort)
         cohort, _, cohort_metadata = load_embeddings(cohort)
         if not cohort_any_model:
-            check_cohort_model(cohort_name, cohort_metadata, model, feature_extractor)
-    was_training = model.training
-    model.eval()
+            check_cohort_model(cohort_name, cohort_metadata, model, feature_extractor, identity)
+    was_training = getattr(model, "training", None)  # None: an onnxruntime model, always in inference
+    if was_training is not None:
+        model.eval()
     try:
         embeddings = embed_trial_files(model, feature_extractor, trials, root, batch_size, window_s, hop_s, device,
                                        progress, max_batch_s, min_speech_s)
     finally:
-        model.train(was_training)
+        if was_training is not None:
+            model.train(was_training)
     enroll = np.stack([embeddings[key] for key in trials.enroll])
     test = np.stack([embeddings[key] for key in trials.test])
     scores = {"cosine": cosine_scores(enroll, test)}

@@ -3,6 +3,7 @@
 Usage:
     eisv-eval --model DIR_OR_ID --trials CSV --root DIR [--output-dir OUT] [--overwrite] [--cohort FILE]
               [--cohort-top-n 300] [--cohort-any-model] [--max-trials N] [--seed 0] [--device auto]
+              [--backend torch|onnxruntime]
               [--batch-size 16] [--max-batch-s 80] [--window-s 10] [--hop-s 5] [--min-speech-s 0.3]
               [--adapt-on LIST [--adapt-root DIR] [--adapt-whiten]] [--nap-on CSV [--nap-dims 10]]
               [--json] [--no-progress]
@@ -19,6 +20,8 @@ it. `--cohort` must have been embedded (eisv-embed, .safetensors) by the same mo
 an emotion NAP from labelled audio) and reports how many adaptation files are trial files: an
 honest number needs adaptation audio disjoint from the trials.
 If the model is calibrated, results add Cllr and the actual DCF beside min Cllr and minDCF.
+`--backend onnxruntime` embeds on the CPU through the exported graph (as eisv-embed; not with
+--adapt-on / --nap-on, which change the PyTorch model); results.json says which backend ran.
 Exit codes: 0 done, 1 bad input (message names the file or CSV line), 2 bad command line.
 """
 
@@ -28,7 +31,7 @@ import sys
 from pathlib import Path
 
 from eisv_evaluation.evaluation import RESULTS_FORMAT, evaluate_trials
-from eisv_evaluation.loading import load_model
+from eisv_evaluation.loading import load_for_backend
 from eisv_evaluation.report import OUTPUT_FILES, markdown_table, public_results, write_results
 from eisv_io.atomic_files import check_replaceable_folder
 from eisv_io.errors import ToolError
@@ -104,14 +107,18 @@ def run(args) -> dict:
         raise ToolError(f"{args.cohort}: no such cohort file")
     output_dir = Path(args.output_dir or f"eval_{Path(str(args.model).rstrip('/')).name}")
     check_replaceable_folder(output_dir, is_eval_output, "an eisv-eval output", args.overwrite)  # before any work
-    model, feature_extractor = load_model(args.model, args.device)
+    if args.backend != "torch" and (args.adapt_on or args.nap_on):
+        raise ToolError("--adapt-on / --nap-on fit a transform into the PyTorch model; evaluate with --backend torch, "
+                        "or write the adapted folder with eisv-adapt and evaluate that with --backend onnxruntime")
+    model, feature_extractor, _, identity = load_for_backend(args.model, args.device, args.backend)
     adaptation = adapt_for_evaluation(args, model, feature_extractor) if (args.adapt_on or args.nap_on) else None
     results = evaluate_trials(model, feature_extractor, args.trials, args.root, batch_size=args.batch_size,
                               cohort=args.cohort, cohort_top_n=args.cohort_top_n, max_trials=args.max_trials,
                               seed=args.seed, window_s=args.window_s, hop_s=args.hop_s, max_batch_s=args.max_batch_s,
                               progress=not args.no_progress, return_scores=True, min_speech_s=args.min_speech_s,
-                              cohort_any_model=args.cohort_any_model)
-    results = {"model": str(args.model), "trials_file": str(args.trials), "root": str(args.root), **results,
+                              cohort_any_model=args.cohort_any_model, identity=identity)
+    results = {"model": str(args.model), "backend": args.backend, "trials_file": str(args.trials),
+               "root": str(args.root), **results,
                "adaptation": adaptation}
     primary = results["scores"][results["scoring"]]
     with staged_folder(output_dir) as staging:  # OUT is replaced as a whole, once everything is written

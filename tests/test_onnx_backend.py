@@ -128,3 +128,25 @@ def test_pipeline_backend(model_dir):
     assert fast.onnx_model is not None and fast(a, b)["score"] == pytest.approx(expected, abs=1e-4)
     with pytest.raises(ValueError, match="backend="):
         pipeline("speaker-verification", model=str(model_dir), backend="tensorrt")
+
+
+def test_eval_with_onnxruntime_scores_like_torch_and_says_which_ran(model_dir, wav_dir, tmp_path):
+    from eisv_tools import eval as eval_cli
+
+    # speakers a (clips 0, 1) and b (clips 2, 3): two target and four non-target trials
+    rows = ["corpus,enroll,test,label,condition"] + [
+        f"toy,clip{i}.wav,clip{j}.wav,{int((i < 2) == (j < 2))},{'same_emotion' if (i < 2) == (j < 2) else 'nontarget_same_emotion'}"
+        for i in range(4) for j in range(i + 1, 4)]
+    (tmp_path / "trials.csv").write_text("\n".join(rows) + "\n")
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        assert eval_cli.main(["--model", str(model_dir), "--trials", str(tmp_path / "trials.csv"), "--root",
+                              str(wav_dir), "--output-dir", str(out), "--no-progress", "--window-s", "4", "--hop-s",
+                              "2", "--backend", backend]) == 0
+        assert json.loads((out / "results.json").read_text())["backend"] == backend
+        scores[backend] = np.loadtxt(out / "scores.csv", delimiter=",", skiprows=1, usecols=5)
+    np.testing.assert_allclose(scores["onnxruntime"], scores["torch"], atol=1e-4)
+    assert eval_cli.main(["--model", str(model_dir), "--trials", str(tmp_path / "trials.csv"), "--root", str(wav_dir),
+                          "--output-dir", str(tmp_path / "adapted"), "--backend", "onnxruntime",
+                          "--adapt-on", str(wav_dir)]) == 1
