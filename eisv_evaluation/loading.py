@@ -19,7 +19,8 @@ from eisv_io.errors import ToolError, one_line
 
 # Config fields that do not change what the encoder computes (training head, decision, bookkeeping):
 # left out of `model_identity`, so re-calibrating or re-heading a model keeps its identity.
-_NOT_EMBEDDING_FIELDS = {"verification_threshold", "num_speakers", "aam_margin", "aam_scale", "erl_weight",
+_MISSING = object()
+_NOT_EMBEDDING_FIELDS = {"verification_threshold", "num_speakers", "aam_margin", "aam_scale", "erl_weight", "aam_weight",
                          "transformers_version", "architectures", "auto_map", "id2label", "label2id", "dtype",
                          "torch_dtype", "return_dict", "output_hidden_states", "output_attentions",
                          "calibration_scale", "calibration_offset", "calibration_scores", "calibration_source",
@@ -179,14 +180,21 @@ def load_for_backend(model_name_or_path, device=None, backend="torch", threads=N
 def model_identity(model, feature_extractor=None) -> str:
     """`"sha256:<hex>"` of what determines a model's embeddings: every tensor of its state dict (name,
     dtype, shape, bytes), its config without the training-head and decision fields, and the
-    feature-extractor settings. Equal for the same folder on any device (~0.1 s for 6 M parameters)."""
+    feature-extractor settings, both without the fields at their default value. Equal for the same
+    folder on any device (~0.1 s for 6 M parameters)."""
     digest = hashlib.sha256()
-    config = {key: value for key, value in model.config.to_dict().items()
-              if key not in _NOT_EMBEDDING_FIELDS and not key.startswith("_")}
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    # Fields at their default value are left out, so a field that a newer eisv adds (with a default that
+    # keeps old behaviour) does not change the identity of existing folders, their outputs and caches.
+    config = model.config
+    defaults = type(config)(encoder_type=config.encoder_type, frontend=config.frontend).to_dict()
+    kept = {key: value for key, value in config.to_dict().items()
+            if key not in _NOT_EMBEDDING_FIELDS and not key.startswith("_") and defaults.get(key, _MISSING) != value}
+    digest.update(json.dumps(kept, sort_keys=True, default=str).encode())
     if feature_extractor is not None:
+        fe_defaults = type(feature_extractor)(feature_extractor.feature_type).to_dict()
         settings = {key: value for key, value in feature_extractor.to_dict().items()
-                    if key not in ("processor_class", "auto_map") and not key.startswith("_")}
+                    if key not in ("processor_class", "auto_map") and not key.startswith("_")
+                    and fe_defaults.get(key, _MISSING) != value}
         digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for key, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()

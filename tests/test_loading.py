@@ -55,6 +55,26 @@ def test_identity_follows_the_weights_not_the_folder_or_the_threshold(model_dir,
     assert model_identity(model, feature_extractor) != identity
 
 
+def test_a_new_config_field_at_its_default_keeps_the_identity(model_dir, monkeypatch):
+    """A field a newer eisv adds with a default (as aam_weight, resnet_* and backbone_config were) must not
+    change the identity of existing folders: their eisv-embed outputs resume and their ONNX caches stay."""
+    from modeling_eisv import EISVConfig
+
+    model, feature_extractor = load_model(model_dir, "cpu")
+    before = model_identity(model, feature_extractor)
+    original = EISVConfig.__init__
+
+    def with_new_field(self, *args, new_field=7, **kwargs):
+        self.new_field = new_field
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EISVConfig, "__init__", with_new_field)
+    model.config.new_field = 7  # what loading the old folder with the newer code gives
+    assert model_identity(model, feature_extractor) == before
+    model.config.new_field = 8  # a value other than the default does change the embeddings' identity
+    assert model_identity(model, feature_extractor) != before
+
+
 def test_an_unreachable_hub_fails_within_seconds_not_after_five_retries(tmp_path):
     """A valid id that is no folder, the Hub unreachable (a local port nobody listens on): one try, no retries."""
     import os
