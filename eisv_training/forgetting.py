@@ -1,4 +1,4 @@
-"""Fine-tuning that keeps what the starting encoder knew: layer-wise rates and freezing, and a teacher anchor.
+"""Fine-tuning that keeps what the starting encoder knew: layer-wise rates and freezing, a teacher anchor, L2-SP.
 
 All of these look at the encoder's parameters by name (`eisv.encoder.*`), bottom layer first, so they
 work for every encoder type without the model knowing about them; the AAM-softmax head (`aam.*`) is
@@ -102,21 +102,18 @@ class TeacherAnchor(nn.Module):
         return (1.0 - nn.functional.cosine_similarity(student_embeddings.float(), anchors, dim=-1)).mean()
 
 
-class StartingPointPenalty(nn.Module):
+class StartingPointPenalty:
     """L2-SP (Li, Grandvalet & Davoine, ICML 2018): Σ(θ − θ_start)² over the encoder's trainable parameters,
     a pull towards the starting weights instead of weight decay's pull towards 0. The head is new and free.
-    The starting values are copied once, onto the parameters' device."""
+    Holds the parameters themselves (preparing the model for a device or for DDP keeps them) and their
+    starting values, copied once onto the parameters' device."""
 
     def __init__(self, model: nn.Module):
-        super().__init__()
-        self.names = [name for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIX) and p.requires_grad]
-        if not self.names:
+        self.pairs = [(p, p.detach().clone()) for name, p in model.named_parameters()
+                      if name.startswith(ENCODER_PREFIX) and p.requires_grad]
+        if not self.pairs:
             raise ValueError("StartingPointPenalty: the model has no trainable encoder parameters")
-        parameters = dict(model.named_parameters())
-        self.start = [parameters[name].detach().clone() for name in self.names]
 
-    def forward(self, model: nn.Module) -> torch.Tensor:
+    def __call__(self) -> torch.Tensor:
         """-> scalar float32: the squared distance of the encoder from its start."""
-        parameters = dict(model.named_parameters())
-        return sum(((parameters[name].float() - start.float()) ** 2).sum()
-                   for name, start in zip(self.names, self.start))
+        return sum(((p.float() - start.float()) ** 2).sum() for p, start in self.pairs)

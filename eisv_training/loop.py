@@ -83,7 +83,7 @@ class TrainingLoop:
                     terms["kd_loss"] = self.teacher.loss(output.embeddings, anchors)
                     loss = loss + self.model_args.kd_weight * terms["kd_loss"]
                 if self.l2sp is not None:
-                    terms["l2sp_distance"] = self.l2sp(self.network)
+                    terms["l2sp_distance"] = self.l2sp()
                     loss = loss + self.model_args.l2sp_weight * terms["l2sp_distance"]
             accelerator.backward(loss)
             if accelerator.sync_gradients:
