@@ -8,7 +8,7 @@ from pathlib import Path
 
 from eisv_io.staged_folders import apply_umask, make_staging_folder, replace_folder
 from model_cards import KNOWN_CORPORA, CardContext, cosine_evaluation, write_model_card
-from modeling_eisv.save_converted import CONVERSION_FILENAME
+from modeling_eisv.save_converted import CONVERSION_FILENAME, card_metadata
 
 
 def export_model(network, feature_extractor, folder, results=None):
@@ -43,14 +43,7 @@ def _datasets_info(report_rows, held_out):
 
 def _front_matter(folder) -> dict:
     """The metadata of a model folder's card (README.md front matter), or {} when it has none or it is not YAML."""
-    import yaml
-    from huggingface_hub import metadata_load
-
-    card = Path(folder) / "README.md"
-    try:
-        return (metadata_load(card) if card.is_file() else None) or {}
-    except yaml.YAMLError:
-        return {}
+    return card_metadata(Path(folder) / "README.md")
 
 
 def base_model_info(init_from) -> dict:

@@ -31,7 +31,7 @@ from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import KALDI_WINDOWS, EISVFeatureExtractor
 from .modeling_eisv import EISVModel
 from .save_converted import (ConversionError, check_output_folder, conversion_record, converter_parser,
-                             load_converted_weights, run_conversion, save_converted)
+                             is_hub_id, load_converted_weights, run_conversion, save_converted)
 
 CHECKPOINT = "pytorch_model.bin"
 # WeSpeakerResNet34's frontend arguments, and the values the kaldi_fbank frontend reproduces.
@@ -123,7 +123,7 @@ def locate(source) -> Path:
         if not (path / CHECKPOINT).is_file():
             raise FileNotFoundError(f"{path}: no {CHECKPOINT} (a pyannote WeSpeaker model folder has one)")
         return path / CHECKPOINT
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
+    if not is_hub_id(source):
         raise FileNotFoundError(f"{source}: no such file or folder, and not a Hub model id (owner/name)")
     from huggingface_hub import hf_hub_download
 

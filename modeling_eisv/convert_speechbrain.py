@@ -30,7 +30,7 @@ from .configuration_eisv import EISVConfig
 from .feature_extraction_eisv import EISVFeatureExtractor
 from .modeling_eisv import EISVModel
 from .save_converted import (ConversionError, check_output_folder, conversion_record, converter_parser,
-                             load_converted_weights, run_conversion, save_converted)
+                             is_hub_id, load_converted_weights, run_conversion, save_converted)
 
 HYPERPARAMS, CHECKPOINT = "hyperparams.yaml", "embedding_model.ckpt"
 _ECAPA_CLASS = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
@@ -242,7 +242,7 @@ def locate(source) -> Path:
         if missing:
             raise FileNotFoundError(f"{folder}: no {' or '.join(missing)} (a SpeechBrain ECAPA model folder has both)")
         return folder
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
+    if not is_hub_id(source):
         raise FileNotFoundError(f"{source}: no such folder, and not a Hub model id (owner/name)")
     from huggingface_hub import hf_hub_download
 

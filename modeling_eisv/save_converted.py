@@ -65,32 +65,44 @@ def check_output_folder(output_dir, overwrite: bool = False) -> Path:
     return output_dir
 
 
+def is_hub_id(source) -> bool:
+    """Whether `source` has the form of a Hub model id (owner/name); a converter downloads such a source
+    when no local path of that name exists."""
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None
+
+
+def card_metadata(card) -> dict:
+    """The front matter of a model card file (README.md), or {} when there is no such file or it is not
+    readable YAML."""
+    import yaml
+    from huggingface_hub import metadata_load
+
+    card = Path(card)
+    try:
+        return (metadata_load(card) if card.is_file() else None) or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+
+
 def conversion_record(source, toolkit: str, folder=None, default_license: str = None) -> dict:
     """What a conversion started from, for the cards of models fine-tuned from it (`CONVERSION_FILENAME`):
     the toolkit, the source (its Hub id when it was given as one, else the folder or file name) and its
     Hub licence id: the `license` of the source folder's model card (README.md front matter) when it has
-    one, else `default_license` (the licence of the toolkit's reference checkpoint, marked for checking),
-    else "unknown"."""
-    import yaml
-    from huggingface_hub import metadata_load
-
-    license_id, where = None, "not stated"
-    card = Path(folder) / "README.md" if folder is not None else None
-    if card is not None and card.is_file():
-        try:
-            license_id = (metadata_load(card) or {}).get("license")
-        except (OSError, ValueError, yaml.YAMLError):
-            license_id = None
-        where = f"the source's model card ({card})" if license_id else where
+    one, else of the Hub card of a Hub id, else `default_license` (the licence of the toolkit's reference
+    checkpoint, marked for checking), else "unknown"."""
     text = str(source)
-    hub_id = text if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not Path(text).expanduser().exists() else None
-    if not license_id and hub_id:  # a Hub id: its card, when the Hub (or its cache) has one
+    hub_id = text if is_hub_id(text) and not Path(text).expanduser().exists() else None
+    license_id, where = None, "not stated"
+    if folder is not None:
+        card = Path(folder) / "README.md"
+        license_id = card_metadata(card).get("license")
+        where = f"the source's model card ({card})" if license_id else where
+    if not license_id and hub_id:  # its card, when the Hub (or its cache) has one
         from huggingface_hub import hf_hub_download
 
         try:
-            card = Path(hf_hub_download(hub_id, "README.md"))
-            license_id = (metadata_load(card) or {}).get("license")
-        except (OSError, ValueError, yaml.YAMLError):
+            license_id = card_metadata(hf_hub_download(hub_id, "README.md")).get("license")
+        except (OSError, ValueError):
             license_id = None
         where = f"the model card of {hub_id}" if license_id else where
     if not license_id and default_license:
