@@ -12,8 +12,8 @@ from transformers import HfArgumentParser
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The bundled default data: data/ of a clone (or an editable install), else its copy inside the wheel
 # (pyproject.toml maps data/ to the package eisv_training.bundled_data), so a normal install trains too.
-BUNDLED_DATA = next(p for p in (REPO_ROOT / "data", Path(__file__).resolve().parent / "bundled_data")
-                    if (p / "emodb-mini").is_dir() or p.name == "bundled_data")
+BUNDLED_DATA = (REPO_ROOT / "data" if (REPO_ROOT / "data" / "emodb-mini").is_dir()
+                else Path(__file__).resolve().parent / "bundled_data")
 DEFAULT_DATA = BUNDLED_DATA / "emodb-mini"
 BUNDLED_NEUTRAL_TRIALS = BUNDLED_DATA / "librispeech-mini" / "trials.csv"
 
