@@ -18,6 +18,17 @@ def test_rows_switch_the_components_on_one_by_one():
     assert all("--learning_rate 0.0001" in f for f in flags.values())
 
 
+def test_every_row_parses_and_trains_with_the_ablations_objective():
+    """AAM on, no teacher, no head warm-up, as the ablation of 2026-11-27 ran, whatever train_eisv's defaults
+    for a fine-tune are now (row 1 without the AAM loss would have nothing to train)."""
+    from eisv_training.arguments import parse_arguments
+
+    settings = {"learning_rate": 1e-4, "erl_weight": 2.0, "em_ratio": 0.3, "copypaste_prob": 0.5}
+    for row in ablation.ROWS:
+        _, model, _, _ = parse_arguments(ablation.common_args("ge2e", "shared", 0) + ablation.row_args(row, settings))
+        assert (model.aam_weight, model.kd_weight, model.head_warmup_epochs) == (1.0, 0.0, 0.0)
+
+
 def _summary(run, eer):
     return {"row": run.row, "settings": run.settings, "validation": {"best_eer": eer}}
 

@@ -20,6 +20,22 @@ def test_every_protection_is_queued_with_three_seeds_and_the_rows_reuse_row_4():
     assert sorted({r.extra[1] for r in fragile}) == ["bf16", "no"] and all("--no_test_on_trials" in r.extra for r in fragile)
 
 
+def test_every_run_means_what_its_protection_says_whatever_the_fine_tune_defaults():
+    """The runs pin AAM on, no teacher, no warm-up; each protection's flags (after them) change only what they
+    name. train_eisv's defaults for a fine-tune (the third round's protection) must not leak into a run."""
+    from eisv_training.arguments import parse_arguments
+
+    settings = {"learning_rate": 2e-4, "erl_weight": 1.0, "em_ratio": 0.1, "copypaste_prob": 0.5}
+    for run in generalisation.protect_runs(settings, [0]) + generalisation.row_runs(settings, "inv-kd-neutral-10", [0]):
+        argv = (generalisation.common_args("shared", "ge2e-init", 0) + generalisation.row_args(run.row, run.settings)
+                + run.extra)
+        _, model, _, _ = parse_arguments(argv)
+        flags = dict(zip(run.extra[::2], run.extra[1::2]))
+        assert model.aam_weight == float(flags.get("--aam_weight", 1)), run.id
+        assert model.kd_weight == float(flags.get("--kd_weight", 0)), run.id
+        assert model.head_warmup_epochs == float(flags.get("--head_warmup_epochs", 0)), run.id
+
+
 def test_the_protection_is_chosen_on_validation_scores_only():
     chosen = generalisation.choose_protection(RESULTS, [0, 1, 2])
     assert chosen == json.loads((RESULTS / "chosen.json").read_text())
