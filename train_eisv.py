@@ -104,7 +104,7 @@ def train(argv=None):
                               model_args.freeze_layers)
     l2sp = StartingPointPenalty(model.to(accelerator.device)) if model_args.l2sp_weight else None
     if args.torch_compile:
-        compile_encoders(model, teacher, args.torch_compile_backend, say)
+        compile_encoders(model, teacher, args.torch_compile_backend, say, args.torch_compile_mode)
 
     # -- optimizer and schedules (stepped per optimizer step) ----------------------------------
     steps_per_epoch = max(1, len(sampler) // args.gradient_accumulation_steps)

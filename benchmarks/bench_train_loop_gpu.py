@@ -6,10 +6,12 @@
 ECAPA-TDNN C=512 from scratch, full recipe (CopyPaste + ERL 1.0 + energy EM, 2 s crops, 32 speakers x 4
 utterances, bf16, features on the GPU), the shared protocol.
   (a) pure step: one fixed batch of 128 already on the GPU (benchmarks/bench_train_step_gpu.py's `ours_full`),
-      zero_grad + forward + loss + backward + clipping + fused AdamW, as the loop does; eager and with the
-      encoder compiled as `--torch_compile` does. Timed with CUDA events around all timed steps.
-  (b) loop: `train_eisv.py --max_steps STEPS` three times: `before` (the code of REF, default e9aa72a, the
-      last commit before this loop; eager), `eager` and `compiled` (--torch_compile) of this tree. Loop
+      zero_grad + forward + loss + backward + clipping + fused AdamW, as the loop does; eager, with the
+      encoder compiled as `--torch_compile` does, and compiled with CUDA graphs (`--torch_compile_mode
+      reduce-overhead`). Timed with CUDA events around all timed steps.
+  (b) loop: `train_eisv.py --max_steps STEPS` four times: `before` (the code of REF, default e9aa72a, the
+      last commit before this loop; eager), `eager`, `compiled` (--torch_compile) and `compiled-cudagraphs`
+      of this tree. The data wait in the window comes from the logged cumulative `data_wait_fraction`. Loop
       samples/s = samples between logging steps 20 and 45 over the training time between them, from each
       run's TensorBoard `samples_per_s` (cumulative over training time, evaluation excluded), so compile
       and warm-up are left out. The losses logged every 5 steps are compared (same seed).
@@ -42,11 +44,13 @@ WINDOW = (20, 45)  # logging steps between which the loop's pace is taken
 PROFILE = (48, 8)  # first profiled step (1-based call of TrainingLoop.step) and how many
 CODE = ("train_eisv.py", "eisv_training", "modeling_eisv", "data_collators", "eisv_evaluation", "eisv_tools", "eisv_io",
         "model_cards", "metrics")  # what a train_eisv.py run imports
+MODE_NAMES = {"eager": "eager", "default": "compiled", "reduce-overhead": "compiled-cudagraphs"}
 SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::_local_scalar_dense")
 
 
-def pure_step(compiled: bool, batch_size: int, steps: int, warmup: int, device) -> dict:
-    """ms per step, samples/s and peak MiB of the loop's step on a fixed batch."""
+def pure_step(mode: str, batch_size: int, steps: int, warmup: int, device) -> dict:
+    """ms per step, samples/s and peak MiB of the loop's step on a fixed batch; `mode` "eager", or a
+    torch.compile mode of the encoder ("default", "reduce-overhead") as --torch_compile_mode takes it."""
     from eisv_training.step import build_optimizer, compile_encoders
     from modeling_eisv import EISVConfig, EISVForSpeakerVerification
 
@@ -56,8 +60,8 @@ def pure_step(compiled: bool, batch_size: int, steps: int, warmup: int, device) 
     torch.manual_seed(0)
     model = EISVForSpeakerVerification(EISVConfig(encoder_type="ecapa_tdnn", ecapa_channels=512, num_speakers=71,
                                                   erl_weight=1.0)).to(device).train()
-    if compiled:
-        compile_encoders(model, None)
+    if mode != "eager":
+        compile_encoders(model, None, mode=mode)
     optimizer = build_optimizer(model.parameters(), SimpleNamespace(optimizer="adamw", learning_rate=1e-3,
                                                                     weight_decay=1e-4))
     batch = make_batch("ours_full", batch_size, device)
@@ -82,7 +86,7 @@ def pure_step(compiled: bool, batch_size: int, steps: int, warmup: int, device) 
     end.record()
     end.synchronize()
     ms = begin.elapsed_time(end) / steps
-    return {"mode": "compiled" if compiled else "eager", "step_ms": ms, "samples_per_s": batch_size / ms * 1e3,
+    return {"mode": MODE_NAMES[mode], "step_ms": ms, "samples_per_s": batch_size / ms * 1e3,
             "warmup_s": warmup_s, "peak_mib": torch.cuda.max_memory_allocated() / 2**20}
 
 
@@ -139,8 +143,13 @@ def loop_run(name: str, tree: Path, extra: list, args, runs_dir: Path, profile_o
     if first in pace and last in pace:  # cumulative rate r(s) = samples(s) / time(s)
         # samples(s) = s batches; the code before this loop logged before counting the current batch: s - 1
         batch, counted = 32 * 4, (lambda step: step - 1) if name == "before" else (lambda step: step)
-        seconds = counted(last) * batch / pace[last] - counted(first) * batch / pace[first]
-        out["window_samples_per_s"] = (last - first) * batch / seconds
+        time_at = {step: counted(step) * batch / pace[step] for step in (first, last)}
+        out["window_samples_per_s"] = (last - first) * batch / (time_at[last] - time_at[first])
+        # data_wait_fraction(s) = wait(s) / time(s), cumulative like the pace (absent in the code before)
+        wait = {step: value for step, value in scalars.get("data_wait_fraction", [])}
+        if first in wait and last in wait:
+            out["window_data_wait_fraction"] = ((wait[last] * time_at[last] - wait[first] * time_at[first])
+                                                / (time_at[last] - time_at[first]))
     return out
 
 
@@ -222,7 +231,7 @@ def main(argv=None):
     print(f"{'setup:':<16} ECAPA-512 from scratch, full recipe, batch 32 x 4 x 2 s, bf16, fused AdamW; loop "
           f"{args.steps} steps, {args.workers} workers, pace between logging steps {WINDOW[0]} and {WINDOW[1]}",
           flush=True)
-    pure = [pure_step(compiled, 128, 30, 10, device) for compiled in (False, True)]
+    pure = [pure_step(mode, 128, 30, 10, device) for mode in MODE_NAMES]
     for result in pure:
         print(f"pure step {result['mode']}: {result['step_ms']:.2f} ms, {result['samples_per_s']:.0f} samples/s, "
               f"peak {result['peak_mib']:.0f} MiB, warm-up {result['warmup_s']:.1f} s", flush=True)
@@ -230,17 +239,22 @@ def main(argv=None):
     args.profile_output.parent.mkdir(parents=True, exist_ok=True)
     loops = [before_run(args, runs_dir),
              loop_run("eager", REPO, [], args, runs_dir),
-             loop_run("compiled", REPO, ["--torch_compile"], args, runs_dir, profile_output=args.profile_output)]
+             loop_run("compiled", REPO, ["--torch_compile"], args, runs_dir, profile_output=args.profile_output),
+             loop_run("compiled-cudagraphs", REPO, ["--torch_compile", "--torch_compile_mode", "reduce-overhead"],
+                      args, runs_dir)]
 
-    print("\n| run | loop samples/s (window) | whole-run samples/s | data wait | gpu step ms | peak GiB | wall s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| run | loop samples/s (window) | data wait (window) | whole-run samples/s | data wait | gpu step ms "
+          "| peak GiB | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for run in loops:
         if "error" in run:
             print(f"| {run['run']} | failed: {run['error'][-300:]!r} | | | | | |")
             continue
         s = run["stats"]
         fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
-        print(f"| {run['run']} | {fmt(run.get('window_samples_per_s'), '.0f')} | {s['samples_per_s']:.0f} | "
+        wait = run.get("window_data_wait_fraction")
+        print(f"| {run['run']} | {fmt(run.get('window_samples_per_s'), '.0f')} | "
+              f"{fmt(None if wait is None else 100 * wait, '.1f')}% | {s['samples_per_s']:.0f} | "
               f"{100 * s['data_wait_fraction']:.1f}% | {fmt(s.get('gpu_step_ms'), '.1f')} | "
               f"{fmt(s.get('peak_gpu_memory_gib'), '.2f')} | {run['wall_s']:.0f} |")
     by = {run["run"]: run for run in loops}
@@ -248,14 +262,14 @@ def main(argv=None):
     ratios = {}
     if pace.get("before"):
         ratios.update({f"{name} / before": pace[name] / pace["before"]
-                       for name in ("eager", "compiled") if pace.get(name)})
+                       for name in MODE_NAMES.values() if pace.get(name)})
     for result in pure:
-        name = "compiled" if result["mode"] == "compiled" else "eager"
+        name = result["mode"]
         if pace.get(name):
             ratios[f"loop {name} / pure step {result['mode']}"] = pace[name] / result["samples_per_s"]
     print("\n" + "\n".join(f"{k}: {v:.3f}" for k, v in ratios.items()))
     losses = {name: run.get("losses", []) for name, run in by.items()}
-    for name in ("before", "compiled"):
+    for name in ("before", "compiled", "compiled-cudagraphs"):
         pairs = list(zip(losses.get("eager", []), losses.get(name, [])))
         if pairs:
             worst = max(abs(a - b) / max(abs(a), 1e-6) for a, b in pairs)

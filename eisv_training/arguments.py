@@ -184,6 +184,11 @@ class TrainingArguments:
         "help": "Compile the ECAPA-TDNN encoder (and the teacher's) with torch.compile for the training steps "
                 "(evaluation stays eager; GE2E stays eager). The first steps take the compile time (about a minute "
                 "on a GPU)."})
+    torch_compile_mode: str = field(default="default", metadata={
+        "help": "torch.compile mode for --torch_compile: default, reduce-overhead (CUDA graphs: the encoder's "
+                "forward and backward each replay as one graph, without the host's cost per kernel; fixed crop "
+                "lengths only, since each new shape records a new graph), or max-autotune-no-cudagraphs.",
+        "choices": ["default", "reduce-overhead", "max-autotune-no-cudagraphs"]})
     torch_compile_backend: str = field(default="inductor", metadata={
         "help": "torch.compile backend for --torch_compile: inductor, or aot_eager (no code generation; to debug, "
                 "or where no C compiler is installed)."})

@@ -30,7 +30,7 @@ def skips_on_device(optimizer) -> bool:
     return isinstance(optimizer, torch.optim.AdamW) and all(g.get("fused") for g in optimizer.param_groups)
 
 
-def compile_encoders(network, teacher, backend: str = "inductor", say=print) -> bool:
+def compile_encoders(network, teacher, backend: str = "inductor", say=print, mode: str = "default") -> bool:
     """`--torch_compile`: compile the ECAPA-TDNN encoder of `network` (and of the teacher) in place.
 
     Only the encoder: it is nearly all of the step's time, and it keeps the AAM head eager, whose margin
@@ -42,9 +42,10 @@ def compile_encoders(network, teacher, backend: str = "inductor", say=print) -> 
     if network.config.encoder_type != "ecapa_tdnn":
         say(f"--torch_compile: the {network.config.encoder_type} encoder stays eager (only ECAPA-TDNN is compiled)")
         return False
-    network.eisv.encoder.compile(backend=backend)
+    options = {"backend": backend} if mode == "default" else {"backend": backend, "mode": mode}
+    network.eisv.encoder.compile(**options)
     if teacher is not None:
-        teacher.teacher.encoder.compile(backend=backend)
+        teacher.teacher.encoder.compile(**options)
     return True
 
 
@@ -72,10 +73,12 @@ class NonFiniteSteps:
         self.network, self.optimizer, self.state = network, optimizer, state
         self.on_device = skips_on_device(optimizer)
         self.pending: list[PendingStep] = []
+        self.named_parameters = list(network.named_parameters())  # walked once: the module tree does not change
 
     def guard(self, norm: torch.Tensor, loss: torch.Tensor):
         """Call between clipping (`norm`: the 0-dim total gradient norm) and `optimizer.step()`."""
-        named = [(n, p.grad) for n, p in self.network.named_parameters() if p.grad is not None]
+        # Which parameters have a gradient changes (LP-FT's head-only steps), so it is asked on every step.
+        named = [(n, p.grad) for n, p in self.named_parameters if p.grad is not None]
         if not self.on_device:
             if not torch.isfinite(norm):
                 self.state.non_finite.append({
