@@ -108,6 +108,19 @@ def test_inductor_compiled_encoder_gives_the_eager_losses(tmp_path):
         assert a == pytest.approx(b, rel=1e-3, abs=1e-4)
 
 
+def test_compile_mode_reaches_torch_compile_for_student_and_teacher(monkeypatch):
+    """--torch_compile_mode reduce-overhead (CUDA graphs) is passed on; the default mode passes none."""
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: calls.append(kwargs))
+    network = EISVForSpeakerVerification(tiny_config("ecapa_tdnn", num_speakers=4))
+    teacher = SimpleNamespace(teacher=EISVForSpeakerVerification(tiny_config("ecapa_tdnn", num_speakers=4)).eisv)
+    assert compile_encoders(network, teacher, "inductor", say=lambda *a: None, mode="reduce-overhead")
+    assert calls == [{"backend": "inductor", "mode": "reduce-overhead"}] * 2
+    calls.clear()
+    assert compile_encoders(network, None, "inductor", say=lambda *a: None)
+    assert calls == [{"backend": "inductor"}]
+
+
 def test_ge2e_stays_eager():
     network = EISVForSpeakerVerification(tiny_config("ge2e_lstm", num_speakers=4))
     said = []
