@@ -29,17 +29,38 @@ def fit_linear_calibration(scores, labels, prior: float = 0.5):
     prior's log-odds is then removed from the offset so the result is an LLR. Raises `ValueError`
     when the scores do not rank targets above non-targets (a non-positive scale).
     """
+    scale, offset, _ = fit_quality_calibration(scores, None, labels, prior)
+    return scale, offset
+
+
+def fit_quality_calibration(scores, qualities, labels, prior: float = 0.5):
+    """Quality-measure calibration: `llr = scale * score + offset + qualities @ weights`.
+
+    Args:
+        scores: (trials,); qualities: (trials, K) quality measures of each trial (K may be 0, or
+            None: the linear calibration); labels: (trials,) 0/1.
+    Returns:
+        `(scale, offset, weights (K,) float64)`, fitted as `fit_linear_calibration` fits (logistic
+        regression at the effective `prior`, the prior's log-odds removed from the offset).
+    Raises `ValueError` for a non-positive scale or qualities of the wrong shape or not finite.
+    """
     from sklearn.linear_model import LogisticRegression
 
     scores, labels = check_scores_and_labels(scores, labels)
+    qualities = np.zeros((scores.size, 0)) if qualities is None else np.asarray(qualities, dtype=np.float64)
+    if qualities.ndim != 2 or qualities.shape[0] != scores.size:
+        raise ValueError(f"qualities must be (trials, K) = ({scores.size}, K); got shape {qualities.shape}")
+    if not np.isfinite(qualities).all():
+        raise ValueError("qualities hold NaN or infinite values")
     n_target, n_nontarget = labels.sum(), labels.size - labels.sum()
     weights = np.where(labels == 1, prior / n_target, (1 - prior) / n_nontarget) * labels.size
-    fit = LogisticRegression(C=1e10, tol=1e-10, max_iter=10000).fit(scores[:, None], labels, sample_weight=weights)
+    features = np.column_stack([scores, qualities])
+    fit = LogisticRegression(C=1e10, tol=1e-10, max_iter=10000).fit(features, labels, sample_weight=weights)
     scale, offset = float(fit.coef_[0, 0]), float(fit.intercept_[0]) - float(np.log(prior / (1 - prior)))
     if not scale > 0:
         raise ValueError(f"the calibration trials give a non-positive scale ({scale:.3g}): their scores do not "
                          f"rank targets above non-targets")
-    return scale, offset
+    return scale, offset, fit.coef_[0, 1:].astype(np.float64)
 
 
 def cllr(llrs, labels) -> float:
@@ -94,4 +115,4 @@ def calibration_summary(scores, labels, scale=None, offset=None, p_targets=(0.01
     return out
 
 
-__all__ = ["fit_linear_calibration", "cllr", "min_cllr", "decision_error_rates", "actual_dcf", "calibration_summary"]
+__all__ = ["fit_linear_calibration", "fit_quality_calibration", "cllr", "min_cllr", "decision_error_rates", "actual_dcf", "calibration_summary"]

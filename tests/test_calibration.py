@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eisv_evaluation.calibration import actual_dcf, cllr, fit_linear_calibration, min_cllr
+from eisv_evaluation.calibration import actual_dcf, cllr, fit_linear_calibration, fit_quality_calibration, min_cllr
 from modeling_eisv import EISVConfig
 from modeling_eisv.calibration import apply_calibration, bayes_threshold
 
@@ -52,3 +52,22 @@ def test_config_fields_are_checked_together():
     with pytest.raises(ValueError, match="calibration_scores"):
         EISVConfig(calibration_scale=2.0, calibration_offset=0.0, calibration_scores="plda")
     assert not EISVConfig().is_calibrated
+
+
+def test_the_quality_fit_recovers_known_coefficients():
+    # s | label, q ~ N(mu_label + 0.5 q, 0.1): the true LLR is 40 * (s - 0.5 q) - 20 = 40 s - 20 q - 20.
+    rng = np.random.default_rng(0)
+    labels = np.repeat([1, 0], 40000)
+    quality = rng.normal(0, 0.2, labels.size)
+    scores = np.where(labels == 1, 0.7, 0.3) + 0.5 * quality + rng.normal(0, 0.1, labels.size)
+    scale, offset, weights = fit_quality_calibration(scores, quality[:, None], labels)
+    assert (scale, offset, weights[0]) == pytest.approx((40, -20, -20), rel=0.05)
+    assert fit_quality_calibration(scores, None, labels)[:2] == pytest.approx(fit_linear_calibration(scores, labels))
+
+
+def test_the_quality_fit_refuses_qualities_of_the_wrong_shape():
+    scores, labels = gaussian_trials(100)
+    with pytest.raises(ValueError, match=r"\(trials, K\) = \(200, K\)"):
+        fit_quality_calibration(scores, np.zeros(200), labels)
+    with pytest.raises(ValueError, match="NaN"):
+        fit_quality_calibration(scores, np.full((200, 1), np.nan), labels)
