@@ -38,7 +38,10 @@ def compile_encoders(network, teacher, backend: str = "inductor", say=print, mod
     value), and the host-side input checks of the model's forward out of the graph. In place
     (`nn.Module.compile`), so parameter names, checkpoints and `save_pretrained` are unchanged. Shapes
     are PyTorch's automatic dynamic: a second crop length recompiles once with a dynamic time axis.
-    GE2E stays eager (an LSTM gains nothing: benchmarks/bench_train_step_gpu.py). -> whether it compiled."""
+    GE2E stays eager (an LSTM gains nothing: benchmarks/bench_train_step_gpu.py). `mode` is torch.compile's:
+    "reduce-overhead" replays the encoder's forward and backward as CUDA graphs, which removes cuDNN's host
+    cost per convolution call (the loop's bottleneck on an H200: benchmarks/bench_train_loop_gpu.py), and
+    records one graph per input shape. -> whether it compiled."""
     if network.config.encoder_type != "ecapa_tdnn":
         say(f"--torch_compile: the {network.config.encoder_type} encoder stays eager (only ECAPA-TDNN is compiled)")
         return False
