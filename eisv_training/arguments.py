@@ -113,6 +113,11 @@ class ModelArguments:
                 "embedding of the same speaker's plain neutral crops in the batch (the same input where the "
                 "batch has none) — ERL against a fixed anchor instead of another moving embedding. Default: "
                 "neutral when --aam_weight is 0, else same_input."})
+    kd_contrast_weight: float = field(default=0.0, metadata={
+        "help": "Weight of an additive-margin cross-entropy against the teacher's anchors of the batch's speakers "
+                "(margin 0.2, scale 30): each embedding closer to its own speaker's anchor than to the others'. "
+                "Speaker separation like the AAM loss, but against fixed prototypes of the start instead of a new "
+                "head. Needs the teacher (--kd_weight > 0); 0 = off."})
     l2sp_weight: float = field(default=0.0, metadata={
         "help": "L2-SP (Li et al. 2018): adds α·Σ(θ − θ_start)² over the encoder's parameters to the loss, a pull "
                 "towards the starting weights instead of towards 0 (0 = off)."})
@@ -244,6 +249,8 @@ def validate(data, model, recipe, training):
         fail("kd_anchor", "choose same_input or neutral")
     if model.kd_weight and model.init_from == "scratch":
         fail("kd_weight", "needs a pretrained starting model (--init_from), not scratch")
+    if model.kd_contrast_weight < 0 or (model.kd_contrast_weight and not model.kd_weight):
+        fail("kd_contrast_weight", "must be >= 0, and needs the teacher (--kd_weight > 0)")
     if model.freeze_layers < 0 or not 0 < model.layer_lr_decay <= 1:
         fail("layer_lr_decay", "must lie in (0, 1], and --freeze_layers must be >= 0")
     for name, spec in (("interpolate_alphas", model.interpolate_alphas), ("speed_perturb", data.speed_perturb)):

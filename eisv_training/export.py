@@ -154,6 +154,7 @@ def finalize_model_folder(best_folder, final, state, stats, argument_groups, num
                        "batch_size": args.speakers_per_batch * args.utterances_per_speaker,
                        "num_epochs": state.epoch, "crop_seconds": recipe.crop_seconds, "seed": args.seed,
                        "selected": best.name, "kd_weight": model_args.kd_weight, "kd_anchor": model_args.kd_anchor,
+                       "kd_contrast_weight": model_args.kd_contrast_weight,
                        "freeze_layers": model_args.freeze_layers, "layer_lr_decay": model_args.layer_lr_decay,
                        "head_warmup_epochs": model_args.head_warmup_epochs, "interpolate_alphas": model_args.interpolate_alphas,
                        "speed_perturb": data.speed_perturb, "aam_weight": model_args.aam_weight,

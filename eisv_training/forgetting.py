@@ -101,6 +101,21 @@ class TeacherAnchor(nn.Module):
         """mean(1 − cos(student, anchor)) over the rows."""
         return (1.0 - nn.functional.cosine_similarity(student_embeddings.float(), anchors, dim=-1)).mean()
 
+    @staticmethod
+    def contrast_loss(student_embeddings, anchors, labels, scale: float = 30.0, margin: float = 0.2) -> torch.Tensor:
+        """Additive-margin cross-entropy of each student embedding against the batch's fixed anchors:
+        closer to its own speaker's anchors than to the other speakers' by `margin` (cosine), at `scale`.
+
+        The anchors are the teacher's (`anchors`), so this separates speakers the way AAM-softmax does but
+        against prototypes that stay where the start put them, with no new head to learn first. Every row
+        of the same speaker is a positive (a speaker with several rows counts once per row, the same for
+        every speaker of a balanced batch). (B, D), (B, D), (B,) -> scalar float32; no host read."""
+        cosine = nn.functional.normalize(student_embeddings.float(), dim=-1) @ anchors.T  # (B, B)
+        positive = labels[:, None] == labels[None, :]
+        logits = scale * (cosine - margin * positive.float())
+        return (torch.logsumexp(logits, dim=1)
+                - torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1)).mean()
+
 
 class StartingPointPenalty:
     """L2-SP (Li, Grandvalet & Davoine, ICML 2018): Σ(θ − θ_start)² over the encoder's trainable parameters,

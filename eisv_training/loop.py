@@ -82,6 +82,10 @@ class TrainingLoop:
                                                    neutral_rows)
                     terms["kd_loss"] = self.teacher.loss(output.embeddings, anchors)
                     loss = loss + self.model_args.kd_weight * terms["kd_loss"]
+                    if self.model_args.kd_contrast_weight:
+                        terms["kd_contrast_loss"] = self.teacher.contrast_loss(output.embeddings, anchors,
+                                                                               batch["labels"])
+                        loss = loss + self.model_args.kd_contrast_weight * terms["kd_contrast_loss"]
                 if self.l2sp is not None:
                     terms["l2sp_distance"] = self.l2sp()
                     loss = loss + self.model_args.l2sp_weight * terms["l2sp_distance"]

@@ -72,6 +72,9 @@ PROTECTIONS = {
     "inv-kd-neutral-10-aam-0.3": ["--aam_weight", "0.3", "--kd_weight", "10", "--kd_anchor", "neutral"],
     "lpft-inv-kd-neutral-10-aam-0.3": ["--head_warmup_epochs", "2", "--aam_weight", "0.3", "--kd_weight", "10",
                                        "--kd_anchor", "neutral"],
+    # Fifth round (CPU): speaker separation against the teacher's fixed anchors instead of a new AAM head.
+    "inv-kd-neutral-10-contrast-1": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral",
+                                     "--kd_contrast_weight", "1"],
 }
 # Old runs (results/ablation/json) that skipped non-finite steps in bf16: row 1 seeds 1 (10 steps) and
 # 2 (15), row 2 seed 2 (14). Re-run in bf16 and in float32.

@@ -52,6 +52,27 @@ def test_neutral_anchor_is_the_teachers_mean_neutral_embedding_of_the_speaker():
     assert teacher.loss(-plain, plain).item() == pytest.approx(2.0, abs=1e-6)
 
 
+def test_contrast_loss_rewards_own_speaker_anchors_and_its_gradient_pushes_from_the_others():
+    anchors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]), dim=-1)
+    labels = torch.tensor([0, 0, 1, 1])
+    on_own = TeacherAnchor.contrast_loss(anchors.clone(), anchors, labels)
+    swapped = TeacherAnchor.contrast_loss(anchors.flip(0), anchors, labels)
+    assert on_own < 0.05 < swapped  # at its own anchors a margin of 0.2 at scale 30 is nearly free
+    # Against additive-margin softmax written out for two prototypes: the same number.
+    student = torch.tensor([[0.8, 0.6], [0.6, 0.8], [0.2, 0.98], [0.9, 0.1]], requires_grad=True)
+    cos = torch.nn.functional.normalize(student, dim=-1) @ torch.eye(2)
+    expected = torch.nn.functional.cross_entropy(30 * (cos - 0.2 * torch.nn.functional.one_hot(labels, 2)), labels)
+    got = TeacherAnchor.contrast_loss(student, anchors, labels)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    got.backward()
+    assert student.grad[3, 0] > 0  # speaker 1's row near speaker 0's anchor is pushed away from it
+
+
+def test_contrast_needs_the_teacher():
+    with pytest.raises(SystemExit, match="kd_contrast_weight"):
+        parse_arguments(["--kd_weight", "0", "--aam_weight", "1", "--kd_contrast_weight", "1"])
+
+
 def test_l2sp_is_zero_at_the_start_and_the_squared_distance_after_a_move():
     model = tiny_ge2e()
     penalty = StartingPointPenalty(model)
