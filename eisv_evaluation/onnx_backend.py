@@ -26,7 +26,10 @@ import torch
 
 from eisv_io.errors import ToolError
 
+from .onnx_export import GRAPH_KIND, export_onnx, is_eisv_export, window_slots
+
 BACKENDS = ("torch", "onnxruntime")
+FEW_WINDOWS = 4  # GE2E batches of up to this many partial windows (a clip of up to 3.8 s) run on one thread
 IDENTITY_KEY = "eisv_model_sha256"
 
 
@@ -46,28 +49,36 @@ class OnnxModel:
     Args:
         onnx_path: an `eisv-export` file.
         config: the model's `EISVConfig`.
-        threads: onnxruntime intra-op threads (default: all usable cores).
+        threads: onnxruntime intra-op threads (default: all usable cores); a GE2E batch of at most
+            `FEW_WINDOWS` partial windows runs on one thread (`few_windows_session`).
     Raises `ToolError` for a file of an earlier version's per-window GE2E graph.
     """
 
     def __init__(self, onnx_path, config, threads=None):
-        import onnxruntime
-
-        from .onnx_export import GRAPH_KIND
-
         self.path, self.config = Path(onnx_path), config
         self.device = torch.device("cpu")
         kind = _metadata(self.path).get("eisv_graph", GRAPH_KIND)
         if kind != GRAPH_KIND:
             raise ToolError(f"{self.path}: holds a {kind!r} graph of an earlier eisv-export, which this version "
                             f"no longer runs; export the model again (eisv-export --model M --onnx OUT.onnx)")
+        self.threads = int(threads or len(os.sched_getaffinity(0)))
+        self.session = self._session(self.threads)
+        # A GE2E batch of a few windows (one short clip) runs its LSTM as 3 x 160 steps of a few rows
+        # each: waking other threads at every step costs more than they save once anything else
+        # shares the cores (bench_inference_cpu, 3 s clips: one thread is the faster).
+        self.few_windows_session = (self._session(1) if config.encoder_type == "ge2e_lstm" and self.threads > 1
+                                    else None)
+
+    def _session(self, threads: int):
+        import onnxruntime
+
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(threads or len(os.sched_getaffinity(0)))
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: shape-merge notices are not the user's business
         # Busy-waiting workers would steal the cores that the Python feature extraction between runs needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, input_features, attention_mask=None, **kwargs):
         from modeling_eisv.modeling_eisv import EISVModelOutput
@@ -81,7 +92,11 @@ class OnnxModel:
         if bool((mask.sum(-1) == 0).any()):
             raise ValueError("attention_mask has a row with no real frame; every utterance needs audio")
         feed = {"input_features": features.numpy(), "attention_mask": mask.numpy()}
-        return EISVModelOutput(embeddings=torch.from_numpy(self.session.run(["embeddings"], feed)[0]))
+        session = self.session
+        if self.few_windows_session is not None and len(features) * window_slots(
+                features.shape[1], self.config.ge2e_partial_frames, self.config.ge2e_partial_step) <= FEW_WINDOWS:
+            session = self.few_windows_session
+        return EISVModelOutput(embeddings=torch.from_numpy(session.run(["embeddings"], feed)[0]))
 
 
 def cache_root() -> Path:
@@ -112,7 +127,6 @@ def onnx_model_for(model, feature_extractor, name_or_path=None, threads=None, id
     except ImportError:
         raise ToolError("--backend onnxruntime needs onnx, onnxruntime and onnxscript "
                         "(pip install 'eisv[onnx]')") from None
-    from .onnx_export import GRAPH_KIND, export_onnx, is_eisv_export
     from .loading import model_identity
 
     identity = identity or model_identity(model, feature_extractor)

@@ -68,13 +68,19 @@ class EmbeddingGraph(nn.Module):
         return embeddings
 
 
+def window_slots(frames, window: int, step: int):
+    """Window slots of a GE2E graph for `frames` padded frames (int or a traced size):
+    max(ceil((frames - window + step + 1) / step), 1), the windows of an utterance that long."""
+    return torch.sym_max((frames - window + 2 * step) // step, 1)
+
+
 class GE2EGraph(nn.Module):
     """What is exported of a GE2E `EISVModel`: `GE2ELSTMEncoder.forward` with a fixed number of window
     slots per utterance, and the `embedding_transform`.
 
     forward(input_features (B, T, F) float32, attention_mask (B, T) int64) -> (B, D) embeddings.
-    Every utterance gets S = max(ceil((T - window + step + 1) / step), 1) slots (the windows of an
-    utterance of T real frames); slot k starts at frame k * step. All B * S windows run through the
+    Every utterance gets S = `window_slots(T)` slots (the windows of an utterance of T real frames);
+    slot k starts at frame k * step. All B * S windows run through the
     LSTM as one batch, and the slots past an utterance's `window_counts` are left out of its mean,
     so a batch of one (the usual call) computes exactly its own windows.
     """
@@ -90,7 +96,7 @@ class GE2EGraph(nn.Module):
         encoder = self.encoder
         window, step = encoder.window, encoder.step
         batch, frames, mel = input_features.shape
-        slots = torch.sym_max((frames - window + 2 * step) // step, 1)  # ceil((T - window + step + 1) / step)
+        slots = window_slots(frames, window, step)
         features = input_features * attention_mask.unsqueeze(-1).to(input_features.dtype)  # padding is silence
         needed = (slots - 1) * step + window
         features = nn.functional.pad(features, (0, 0, 0, torch.sym_max(needed - frames, 0)))

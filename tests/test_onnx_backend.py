@@ -186,3 +186,21 @@ def test_a_cached_per_window_ge2e_graph_of_an_earlier_version_is_exported_again(
         OnnxModel(path, model.config)
     _, info = onnx_model_for(model, fe, cache_path=path)
     assert info["exported"] and _metadata(path)["eisv_graph"] == "embeddings"
+
+
+def test_a_ge2e_clip_of_few_windows_runs_on_one_thread_with_the_same_embedding(tmp_path):
+    from eisv_evaluation.onnx_backend import FEW_WINDOWS
+
+    folder = save_model(tmp_path / "ge2e", "ge2e_lstm")
+    model, fe = load_model(folder, "cpu")
+    onnx_model, info = onnx_model_for(model, fe, cache_path=tmp_path / "ge2e.onnx", threads=2)
+    assert onnx_model.few_windows_session.get_session_options().intra_op_num_threads == 1
+    assert onnx_model.session.get_session_options().intra_op_num_threads == 2
+    features, mask = example_batch(model.config.num_mel_bins, lengths=(301,), seed=4)  # 3 windows
+    assert 3 <= FEW_WINDOWS
+    feed = {"input_features": features.numpy(), "attention_mask": mask.numpy()}
+    np.testing.assert_allclose(onnx_model(features, mask).embeddings.numpy(),
+                               onnx_model.session.run(["embeddings"], feed)[0], atol=1e-6)
+    ecapa, _ = onnx_model_for(*load_model(save_model(tmp_path / "ecapa", "ecapa_tdnn"), "cpu"),
+                              cache_path=tmp_path / "ecapa.onnx", threads=2)
+    assert ecapa.few_windows_session is None
