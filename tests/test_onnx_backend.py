@@ -15,7 +15,8 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 from _tiny import tiny_config, voice_like  # noqa: E402
 from eisv_evaluation.embedding_store import load_embeddings  # noqa: E402
 from eisv_evaluation.loading import load_model, model_identity  # noqa: E402
-from eisv_evaluation.onnx_backend import IDENTITY_KEY, OnnxModel, _metadata, onnx_cache_path, onnx_model_for  # noqa: E402
+from eisv_evaluation.onnx_backend import (IDENTITY_KEY, OnnxModel, _metadata, onnx_cache_path,  # noqa: E402
+                                          onnx_model_for)
 from eisv_evaluation.onnx_export import MIN_COSINE, cosine_rows, example_batch  # noqa: E402
 from eisv_io.errors import ToolError  # noqa: E402
 from eisv_tools import embed, verify  # noqa: E402
