@@ -20,7 +20,8 @@ Compared pipelines (what a user calls):
 The feature step of each is also timed alone, in the same interleaved loop (ours kaldi_fbank and
 ge2e_mel, SpeechBrain's Fbank + sentence mean norm, resemblyzer's `wav_to_mel_spectrogram`), so
 the table says where the time goes: model = end to end - features (medians).
-onnxruntime runs with `--threads` intra-op threads and no spinning (as the tools run it).
+onnxruntime runs with `--threads` intra-op threads and no spinning (as the tools run it); a GE2E
+clip of up to `onnx_backend.FEW_WINDOWS` partial windows (a 3 s clip has 3) runs on one thread.
 """
 
 import argparse
@@ -233,7 +234,9 @@ def main(argv=None):
           f"median RTF = compute s / audio s (features included)")
 
     import onnxruntime
-    print(f"onnxruntime: {onnxruntime.__version__}, intra_op_num_threads={args.threads}, no spinning")
+    from eisv_evaluation.onnx_backend import FEW_WINDOWS
+    print(f"onnxruntime: {onnxruntime.__version__}, intra_op_num_threads={args.threads}, no spinning "
+          f"(GE2E batches of <= {FEW_WINDOWS} windows: 1)")
     with tempfile.TemporaryDirectory() as tmp:
         ecapa = ours_ecapa()
         ge2e = ours_ge2e(Path(tmp))

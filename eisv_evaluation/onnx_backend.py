@@ -14,20 +14,22 @@ load: a file of another model (other weights, a re-fitted embedding transform, o
 settings) is exported again, never used. A missing cache is exported on the fly (with the
 onnxruntime-vs-PyTorch check of `export_onnx`, cosine >= 0.9999), which takes seconds.
 
-Feature extraction stays in Python (`EISVFeatureExtractor`). For GE2E the graph holds the
-per-window LSTM; cutting the partial windows, averaging them and the embedding transform run
-here in torch, exactly as `GE2ELSTMEncoder.forward`.
+Feature extraction stays in Python (`EISVFeatureExtractor`); everything after it is in the graph
+(for GE2E the partial windows and their mean too), one `session.run` per batch. A cached file of
+an earlier version's per-window GE2E graph (`eisv_graph` "ge2e_partials") is exported again.
 """
 
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from eisv_io.errors import ToolError
 
+from .onnx_export import GRAPH_KIND, export_onnx, is_eisv_export, window_slots
+
 BACKENDS = ("torch", "onnxruntime")
+FEW_WINDOWS = 4  # GE2E batches of up to this many partial windows (a clip of up to 3.8 s) run on one thread
 IDENTITY_KEY = "eisv_model_sha256"
 
 
@@ -47,25 +49,36 @@ class OnnxModel:
     Args:
         onnx_path: an `eisv-export` file.
         config: the model's `EISVConfig`.
-        threads: onnxruntime intra-op threads (default: all usable cores).
-        embedding_transform: the model's `embedding_transform` (applied here for GE2E only; the
-            ECAPA graph holds it).
+        threads: onnxruntime intra-op threads (default: all usable cores); a GE2E batch of at most
+            `FEW_WINDOWS` partial windows runs on one thread (`few_windows_session`).
+    Raises `ToolError` for a file of an earlier version's per-window GE2E graph.
     """
 
-    def __init__(self, onnx_path, config, threads=None, embedding_transform=None):
-        import onnxruntime
-
+    def __init__(self, onnx_path, config, threads=None):
         self.path, self.config = Path(onnx_path), config
         self.device = torch.device("cpu")
-        self.kind = _metadata(self.path).get("eisv_graph", "embeddings")
+        kind = _metadata(self.path).get("eisv_graph", GRAPH_KIND)
+        if kind != GRAPH_KIND:
+            raise ToolError(f"{self.path}: holds a {kind!r} graph of an earlier eisv-export, which this version "
+                            f"no longer runs; export the model again (eisv-export --model M --onnx OUT.onnx)")
+        self.threads = int(threads or len(os.sched_getaffinity(0)))
+        self.session = self._session(self.threads)
+        # A GE2E batch of a few windows (one short clip) runs its LSTM as 3 x 160 steps of a few rows
+        # each: waking other threads at every step costs more than they save once anything else
+        # shares the cores (bench_inference_cpu, 3 s clips: one thread is the faster).
+        self.few_windows_session = (self._session(1) if config.encoder_type == "ge2e_lstm" and self.threads > 1
+                                    else None)
+
+    def _session(self, threads: int):
+        import onnxruntime
+
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(threads or len(os.sched_getaffinity(0)))
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: shape-merge notices are not the user's business
         # Busy-waiting workers would steal the cores that the Python feature extraction between runs needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self.embedding_transform = embedding_transform if self.kind == "ge2e_partials" else None
+        return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, input_features, attention_mask=None, **kwargs):
         from modeling_eisv.modeling_eisv import EISVModelOutput
@@ -78,33 +91,12 @@ class OnnxModel:
                 else torch.as_tensor(attention_mask).cpu().long())
         if bool((mask.sum(-1) == 0).any()):
             raise ValueError("attention_mask has a row with no real frame; every utterance needs audio")
-        if self.kind == "ge2e_partials":
-            embeddings = self._ge2e(features, mask)
-        else:
-            feed = {"input_features": features.numpy(), "attention_mask": mask.numpy()}
-            embeddings = torch.from_numpy(self.session.run(["embeddings"], feed)[0])
-        return EISVModelOutput(embeddings=embeddings)
-
-    def _ge2e(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """`GE2ELSTMEncoder.forward` with the per-window LSTM in onnxruntime."""
-        from modeling_eisv.ge2e_lstm import partial_windows, safe_l2_normalize
-
-        window = self.config.ge2e_partial_frames
-        starts, owner = partial_windows(mask.sum(-1), window, self.config.ge2e_partial_step,
-                                        self.config.ge2e_min_coverage)
-        features = features * mask.unsqueeze(-1).to(features.dtype)
-        needed = int(starts.max()) + window
-        if needed > features.shape[1]:
-            features = torch.nn.functional.pad(features, (0, 0, 0, needed - features.shape[1]))
-        windows = features[owner[:, None], starts[:, None] + torch.arange(window)]
-        partials = torch.from_numpy(self.session.run(["partial_embeddings"],
-                                                     {"windows": np.ascontiguousarray(windows.numpy())})[0])
-        summed = torch.zeros(len(mask), partials.shape[-1]).index_add_(0, owner, partials)
-        embeddings = safe_l2_normalize(summed)
-        if self.embedding_transform is not None:
-            with torch.inference_mode():
-                embeddings = self.embedding_transform(embeddings)
-        return embeddings
+        feed = {"input_features": features.numpy(), "attention_mask": mask.numpy()}
+        session = self.session
+        if self.few_windows_session is not None and len(features) * window_slots(
+                features.shape[1], self.config.ge2e_partial_frames, self.config.ge2e_partial_step) <= FEW_WINDOWS:
+            session = self.few_windows_session
+        return EISVModelOutput(embeddings=torch.from_numpy(session.run(["embeddings"], feed)[0]))
 
 
 def cache_root() -> Path:
@@ -135,18 +127,18 @@ def onnx_model_for(model, feature_extractor, name_or_path=None, threads=None, id
     except ImportError:
         raise ToolError("--backend onnxruntime needs onnx, onnxruntime and onnxscript "
                         "(pip install 'eisv[onnx]')") from None
-    from .onnx_export import export_onnx, is_eisv_export
     from .loading import model_identity
 
     identity = identity or model_identity(model, feature_extractor)
     path = Path(cache_path) if cache_path is not None else onnx_cache_path(name_or_path, identity)
     info = {"path": str(path), "exported": False, "min_cosine": None}
-    cached = path.is_file() and is_eisv_export(path) and _metadata(path).get(IDENTITY_KEY) == identity
+    stored = _metadata(path) if path.is_file() and is_eisv_export(path) else {}
+    cached = stored.get(IDENTITY_KEY) == identity and stored.get("eisv_graph", GRAPH_KIND) == GRAPH_KIND
     if not cached:
         path.parent.mkdir(parents=True, exist_ok=True)
         written = export_onnx(model, path, overwrite=True, metadata={IDENTITY_KEY: identity})
         info.update(exported=True, min_cosine=written["min_cosine"])
-    return OnnxModel(path, model.config, threads, model.embedding_transform), info
+    return OnnxModel(path, model.config, threads), info
 
 
 def check_backend(backend: str, device) -> str:

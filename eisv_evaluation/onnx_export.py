@@ -1,7 +1,7 @@
 """An EISV embedding model (`EISVModel`) as an ONNX graph, checked against PyTorch (`eisv-export`,
 and the ONNX Runtime backend's cache).
 
-The graph of an `ecapa_tdnn` or `resnet` model maps
+The graph of every supported model (`ecapa_tdnn`, `resnet`, `ge2e_lstm`) maps
     input_features  float32 (batch, frames, num_mel_bins)  from `EISVFeatureExtractor`
     attention_mask  int64   (batch, frames), 1 for real frames, 0 for padding
 to  embeddings      float32 (batch, embedding_size), not normalised (as `EISVModel`, its
@@ -11,13 +11,13 @@ NOT in the graph: run `EISVFeatureExtractor` in Python (its `attention_mask` is 
 does); a row of only padding gives NaN.
 
 A `ge2e_lstm` model cuts each utterance into a data-dependent number of partial windows
-(`repeat_interleave`/`index_add_`), which `torch.export` rejects, so its graph is the per-window
-part only (the LSTM, projection, ReLU, L2 norm):
-    windows             float32 (windows, ge2e_partial_frames, num_mel_bins)
-to  partial_embeddings  float32 (windows, embedding_size), unit norm,
-and `eisv_evaluation.onnx_backend` cuts the windows and averages them as `GE2ELSTMEncoder` does. The
-metadata says which graph a file holds (`eisv_graph`: "embeddings" or "ge2e_partials"), and
-stores the config and frontend settings (`eisv_config`, `eisv_frontend`).
+(`repeat_interleave`/`index_add_`), which `torch.export` rejects. Its graph (`GE2EGraph`) gives every
+utterance of the batch the same number of window slots, as many as the padded length holds, runs
+all slots through the LSTM in one batch and averages only each utterance's own windows
+(`window_counts`): the same embeddings, and the whole clip in one `session.run`. The metadata says
+which graph a file holds (`eisv_graph`: "embeddings"; files of earlier versions hold
+"ge2e_partials", a per-window GE2E graph that the backend no longer runs) and stores the config and
+frontend settings (`eisv_config`, `eisv_frontend`).
 
 Exporters: opset >= 18 (default 18) uses the `torch.export`-based exporter (needs `onnxscript`);
 an opset below 18 uses the TorchScript exporter, because the new one writes an invalid `Split`
@@ -46,6 +46,7 @@ from eisv_io.errors import ToolError
 MIN_COSINE = 0.9999
 FIRST_DYNAMO_OPSET = 18
 SUPPORTED_ENCODERS = ("ecapa_tdnn", "ge2e_lstm", "resnet")
+GRAPH_KIND = "embeddings"  # `eisv_graph` of the files written now (module docstring)
 
 
 class EmbeddingGraph(nn.Module):
@@ -67,28 +68,50 @@ class EmbeddingGraph(nn.Module):
         return embeddings
 
 
-class PartialsGraph(nn.Module):
-    """What is exported of a GE2E `EISVModel`: the per-window LSTM embedding.
+def window_slots(frames, window: int, step: int):
+    """Window slots of a GE2E graph for `frames` padded frames (int or a traced size):
+    max(ceil((frames - window + step + 1) / step), 1), the windows of an utterance that long."""
+    return torch.sym_max((frames - window + 2 * step) // step, 1)
 
-    forward(windows (W, ge2e_partial_frames, F) float32) -> (W, D) unit-norm partial embeddings.
+
+class GE2EGraph(nn.Module):
+    """What is exported of a GE2E `EISVModel`: `GE2ELSTMEncoder.forward` with a fixed number of window
+    slots per utterance, and the `embedding_transform`.
+
+    forward(input_features (B, T, F) float32, attention_mask (B, T) int64) -> (B, D) embeddings.
+    Every utterance gets S = `window_slots(T)` slots (the windows of an utterance of T real frames);
+    slot k starts at frame k * step. All B * S windows run through the
+    LSTM as one batch, and the slots past an utterance's `window_counts` are left out of its mean,
+    so a batch of one (the usual call) computes exactly its own windows.
     """
 
     def __init__(self, model):
         super().__init__()
         self.encoder = model.encoder
+        self.embedding_transform = model.embedding_transform
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        from modeling_eisv.ge2e_lstm import safe_l2_normalize
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        from modeling_eisv.ge2e_lstm import safe_l2_normalize, window_counts
 
+        encoder = self.encoder
+        window, step = encoder.window, encoder.step
+        batch, frames, mel = input_features.shape
+        slots = window_slots(frames, window, step)
+        features = input_features * attention_mask.unsqueeze(-1).to(input_features.dtype)  # padding is silence
+        needed = (slots - 1) * step + window
+        features = nn.functional.pad(features, (0, 0, 0, torch.sym_max(needed - frames, 0)))
+        frame_index = (torch.arange(slots) * step)[:, None] + torch.arange(window)  # (S, window)
+        windows = features[:, frame_index].reshape(-1, window, mel)  # (B * S, window, mel)
         # The last layer's output at the last frame is its final hidden state (`embed_windows` takes
         # `hidden[-1]`, whose shape the exporter records wrongly as (1, W, H)).
-        output, _ = self.encoder.lstm(windows)
-        return safe_l2_normalize(torch.relu(self.encoder.projection(output[:, -1])))
-
-
-def graph_kind(config) -> str:
-    """Which graph `export_onnx` writes for a config: "embeddings" (ECAPA) or "ge2e_partials"."""
-    return "ge2e_partials" if config.encoder_type == "ge2e_lstm" else "embeddings"
+        output, _ = encoder.lstm(windows)
+        partials = safe_l2_normalize(torch.relu(encoder.projection(output[:, -1]))).reshape(batch, slots, -1)
+        counts = window_counts(attention_mask.sum(-1), window, step, encoder.min_coverage)
+        own = (torch.arange(slots)[None, :] < counts[:, None]).to(partials.dtype)  # (B, S)
+        embeddings = safe_l2_normalize((partials * own.unsqueeze(-1)).sum(1))
+        if self.embedding_transform is not None:
+            embeddings = self.embedding_transform(embeddings)
+        return embeddings
 
 
 def onnx_inputs(input_features, attention_mask=None) -> dict:
@@ -118,7 +141,7 @@ def check_against_torch(model, onnx_path, input_features, attention_mask, thread
     """Embeds one batch with PyTorch and onnxruntime; returns the smallest row cosine between them."""
     from .onnx_backend import OnnxModel
 
-    onnx_model = OnnxModel(onnx_path, model.config, threads=threads, embedding_transform=model.embedding_transform)
+    onnx_model = OnnxModel(onnx_path, model.config, threads=threads)
     got = onnx_model(input_features, attention_mask).embeddings.numpy()
     with torch.inference_mode():
         expected = model(input_features, attention_mask).embeddings.float().numpy()
@@ -171,14 +194,8 @@ def _quiet_exporter():
 
 def _export(graph, args, path: Path, opset: int):
     """torch.onnx.export with named inputs/outputs and dynamic batch and frames axes; one file."""
-    if isinstance(graph, PartialsGraph):
-        names = dict(input_names=["windows"], output_names=["partial_embeddings"])
-        if opset < FIRST_DYNAMO_OPSET:
-            raise ValueError(f"the GE2E graph needs opset >= {FIRST_DYNAMO_OPSET} (the torch.export exporter)")
-        dynamic = {"windows": {0: torch.export.Dim("windows")}}
-        torch.onnx.export(graph, args, str(path), opset_version=opset, dynamo=True, dynamic_shapes=dynamic,
-                          external_data=False, optimize=True, **names)
-        return
+    if isinstance(graph, GE2EGraph) and opset < FIRST_DYNAMO_OPSET:  # its window slots are symbolic arithmetic
+        raise ValueError(f"the GE2E graph needs opset >= {FIRST_DYNAMO_OPSET} (the torch.export exporter)")
     names = dict(input_names=["input_features", "attention_mask"], output_names=["embeddings"])
     if opset >= FIRST_DYNAMO_OPSET:
         batch, frames = torch.export.Dim("batch"), torch.export.Dim("frames")
@@ -211,14 +228,8 @@ def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool =
         raise ToolError(
             f"{path}: encoder_type {config.encoder_type!r} cannot be exported to ONNX; only {SUPPORTED_ENCODERS} can")
     model = model.cpu().float().eval()
-    kind = graph_kind(config)
-    if kind == "ge2e_partials":
-        graph = PartialsGraph(model).eval()
-        example = (torch.randn(3, config.ge2e_partial_frames, config.num_mel_bins,
-                               generator=torch.Generator().manual_seed(0)),)
-    else:
-        graph = EmbeddingGraph(model).eval()
-        example = example_batch(config.num_mel_bins)
+    graph = (GE2EGraph(model) if config.encoder_type == "ge2e_lstm" else EmbeddingGraph(model)).eval()
+    example = example_batch(config.num_mel_bins)
     exporter = "torch.export (dynamo)" if opset >= FIRST_DYNAMO_OPSET else "torchscript"
     min_cos = None
     with atomic_path(path) as temporary:
@@ -232,11 +243,10 @@ def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool =
         finally:
             model.eval()  # the TorchScript exporter restores the wrapper's mode onto the encoder
         proto = onnx.load(str(temporary))
-        metadata = {**(metadata or {}), "eisv_graph": kind, "eisv_config": config.to_json_string(use_diff=False),
+        metadata = {**(metadata or {}), "eisv_graph": GRAPH_KIND, "eisv_config": config.to_json_string(use_diff=False),
                     "eisv_frontend": json.dumps({"feature_type": config.frontend, "feature_size": config.num_mel_bins,
                                                  "sampling_rate": config.sampling_rate}),
-                    "eisv_inputs": ("windows float32 (windows, partial frames, mel)" if kind == "ge2e_partials" else
-                                    "input_features float32 (batch, frames, mel); attention_mask int64 (batch, frames)")}
+                    "eisv_inputs": "input_features float32 (batch, frames, mel); attention_mask int64 (batch, frames)"}
         for key, value in metadata.items():
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, str(temporary))
@@ -257,4 +267,4 @@ def export_onnx(model, onnx_path, opset: int = FIRST_DYNAMO_OPSET, check: bool =
                 raise ToolError(f"{path}: onnxruntime and PyTorch embeddings differ (min cosine {min_cos:.6f} "
                                 f"< {MIN_COSINE}); file not written")
     return {"path": str(path), "opset": opset, "exporter": exporter, "embedding_size": config.embedding_size,
-            "min_cosine": min_cos, "graph": kind}
+            "min_cosine": min_cos, "graph": GRAPH_KIND}

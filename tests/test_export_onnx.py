@@ -92,7 +92,7 @@ def test_errors_name_the_file(model_dir, tmp_path, capsys):
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp*"))
 
 
-def test_ge2e_exports_its_per_window_lstm(tmp_path, capsys):
+def test_ge2e_exports_its_windows_lstm_and_mean_in_one_graph(tmp_path, capsys):
     import onnx
 
     ge2e = tmp_path / "ge2e"
@@ -101,8 +101,9 @@ def test_ge2e_exports_its_per_window_lstm(tmp_path, capsys):
     assert main(["--model", str(ge2e), "--onnx", str(tmp_path / "g.onnx")]) == 0
     assert "min cosine vs PyTorch" in capsys.readouterr().err
     proto = onnx.load(str(tmp_path / "g.onnx"))
-    assert [i.name for i in proto.graph.input] == ["windows"]
-    assert {p.key: p.value for p in proto.metadata_props}["eisv_graph"] == "ge2e_partials"
+    assert [i.name for i in proto.graph.input] == ["input_features", "attention_mask"]
+    assert [o.name for o in proto.graph.output] == ["embeddings"]
+    assert {p.key: p.value for p in proto.metadata_props}["eisv_graph"] == "embeddings"
     assert "LSTM" in {node.op_type for node in proto.graph.node}
 
 

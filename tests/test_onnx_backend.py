@@ -1,5 +1,6 @@
-"""The onnxruntime backend: parity with PyTorch (tiny ECAPA, tiny GE2E), the identity-keyed cache,
-and `--backend onnxruntime` of eisv-embed, eisv-verify and the pipeline."""
+"""The onnxruntime backend: parity with PyTorch (tiny ECAPA, tiny GE2E: its windows at every
+window-count step, alone and in a padded batch), the identity-keyed cache (stale graph formats
+exported again), and `--backend onnxruntime` of eisv-embed, eisv-verify and the pipeline."""
 
 import json
 
@@ -14,8 +15,10 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 from _tiny import tiny_config, voice_like  # noqa: E402
 from eisv_evaluation.embedding_store import load_embeddings  # noqa: E402
 from eisv_evaluation.loading import load_model, model_identity  # noqa: E402
-from eisv_evaluation.onnx_backend import IDENTITY_KEY, _metadata, onnx_cache_path, onnx_model_for  # noqa: E402
-from eisv_evaluation.onnx_export import MIN_COSINE, cosine_rows  # noqa: E402
+from eisv_evaluation.onnx_backend import (IDENTITY_KEY, OnnxModel, _metadata, onnx_cache_path,  # noqa: E402
+                                          onnx_model_for)
+from eisv_evaluation.onnx_export import MIN_COSINE, cosine_rows, example_batch  # noqa: E402
+from eisv_io.errors import ToolError  # noqa: E402
 from eisv_tools import embed, verify  # noqa: E402
 from modeling_eisv import EISVFeatureExtractor, EISVModel  # noqa: E402
 
@@ -150,3 +153,55 @@ def test_eval_with_onnxruntime_scores_like_torch_and_says_which_ran(model_dir, w
     assert eval_cli.main(["--model", str(model_dir), "--trials", str(tmp_path / "trials.csv"), "--root", str(wav_dir),
                           "--output-dir", str(tmp_path / "adapted"), "--backend", "onnxruntime",
                           "--adapt-on", str(wav_dir)]) == 1
+
+
+def test_ge2e_graph_gives_each_clip_its_own_windows_alone_or_in_a_padded_batch(tmp_path):
+    """Lengths on both sides of each window-count step (frames 160, 237, 274 with the tiny config's
+    160-frame windows every 77): one clip at a time and one padded batch give PyTorch's embeddings."""
+    folder = save_model(tmp_path / "ge2e", "ge2e_lstm")
+    model, fe = load_model(folder, "cpu")
+    onnx_model, _ = onnx_model_for(model, fe, cache_path=tmp_path / "ge2e.onnx")
+    window, step = model.config.ge2e_partial_frames, model.config.ge2e_partial_step
+    lengths = (97, window - 1, window, window + 1, window + step, window + step + 1, 274, 275, 2 * window + 3 * step)
+    features, mask = example_batch(model.config.num_mel_bins, lengths=lengths, seed=2)
+    with torch.inference_mode():
+        expected = model(features, mask).embeddings.numpy()
+    batched = onnx_model(features, mask).embeddings.numpy()
+    alone = np.concatenate([onnx_model(features[i:i + 1, :n], mask[i:i + 1, :n]).embeddings.numpy()
+                            for i, n in enumerate(lengths)])
+    assert cosine_rows(batched, expected).min() >= MIN_COSINE and cosine_rows(alone, expected).min() >= MIN_COSINE
+    np.testing.assert_allclose(alone, batched, atol=1e-5)
+
+
+def test_a_cached_per_window_ge2e_graph_of_an_earlier_version_is_exported_again(tmp_path):
+    import onnx
+
+    folder = save_model(tmp_path / "ge2e", "ge2e_lstm")
+    model, fe = load_model(folder, "cpu")
+    path = tmp_path / "ge2e.onnx"
+    onnx_model_for(model, fe, cache_path=path)
+    proto = onnx.load(str(path))
+    next(p for p in proto.metadata_props if p.key == "eisv_graph").value = "ge2e_partials"
+    onnx.save(proto, str(path))
+    with pytest.raises(ToolError, match="earlier eisv-export.*export the model again"):
+        OnnxModel(path, model.config)
+    _, info = onnx_model_for(model, fe, cache_path=path)
+    assert info["exported"] and _metadata(path)["eisv_graph"] == "embeddings"
+
+
+def test_a_ge2e_clip_of_few_windows_runs_on_one_thread_with_the_same_embedding(tmp_path):
+    from eisv_evaluation.onnx_backend import FEW_WINDOWS
+
+    folder = save_model(tmp_path / "ge2e", "ge2e_lstm")
+    model, fe = load_model(folder, "cpu")
+    onnx_model, info = onnx_model_for(model, fe, cache_path=tmp_path / "ge2e.onnx", threads=2)
+    assert onnx_model.few_windows_session.get_session_options().intra_op_num_threads == 1
+    assert onnx_model.session.get_session_options().intra_op_num_threads == 2
+    features, mask = example_batch(model.config.num_mel_bins, lengths=(301,), seed=4)  # 3 windows
+    assert 3 <= FEW_WINDOWS
+    feed = {"input_features": features.numpy(), "attention_mask": mask.numpy()}
+    np.testing.assert_allclose(onnx_model(features, mask).embeddings.numpy(),
+                               onnx_model.session.run(["embeddings"], feed)[0], atol=1e-6)
+    ecapa, _ = onnx_model_for(*load_model(save_model(tmp_path / "ecapa", "ecapa_tdnn"), "cpu"),
+                              cache_path=tmp_path / "ecapa.onnx", threads=2)
+    assert ecapa.few_windows_session is None

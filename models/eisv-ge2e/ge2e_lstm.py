@@ -9,13 +9,10 @@ import torch
 from torch import nn
 
 
-def partial_windows(num_frames: torch.Tensor, window: int, step: int, min_coverage: float):
-    """Start frames of the partial windows of each utterance, as resemblyzer's `compute_partial_slices`.
+def window_counts(num_frames: torch.Tensor, window: int, step: int, min_coverage: float) -> torch.Tensor:
+    """(batch,) real frames per utterance -> (batch,) number of its partial windows, as resemblyzer's
+    `compute_partial_slices`; window k starts at frame k * step.
 
-    Args:
-        num_frames: (batch,) real frames per utterance.
-    Returns:
-        starts: (windows,) start frame of every window; owner: (windows,) its utterance index.
     A last window is dropped when fewer than `min_coverage * window` of its frames hold audio
     (and it is not the only one). With resemblyzer's 160 frames and 0.75 this frame-count test
     is exactly its sample-count test.
@@ -24,7 +21,18 @@ def partial_windows(num_frames: torch.Tensor, window: int, step: int, min_covera
     counts = (steps + step - 1) // step
     last_start = (counts - 1) * step
     too_short = ((num_frames - 1 - last_start) < min_coverage * window) & (counts > 1)
-    counts = counts - too_short.long()
+    return counts - too_short.long()
+
+
+def partial_windows(num_frames: torch.Tensor, window: int, step: int, min_coverage: float):
+    """Start frames of the partial windows of each utterance (`window_counts` of them each).
+
+    Args:
+        num_frames: (batch,) real frames per utterance.
+    Returns:
+        starts: (windows,) start frame of every window; owner: (windows,) its utterance index.
+    """
+    counts = window_counts(num_frames, window, step, min_coverage)
     owner = torch.repeat_interleave(torch.arange(len(num_frames), device=num_frames.device), counts)
     first = torch.cumsum(counts, 0) - counts
     starts = (torch.arange(len(owner), device=num_frames.device) - first[owner]) * step
