@@ -108,7 +108,8 @@ def common_args(encoder, shared_data, workers):
     against forgetting: AAM-softmax on, no teacher, no head warm-up, pinned because train_eisv's defaults
     for a fine-tune now differ (see experiments/generalisation.py for the runs with protections). GE2E now trains in float32 where it ran in bf16."""
     return ["--protocol", "shared", "--shared_data", shared_data, "--validation_speakers", str(VALIDATION_SPEAKERS),
-            "--validation_trials", "none", "--aam_weight", "1", "--kd_weight", "0", "--head_warmup_epochs", "0",
+            "--validation_trials", "none", "--aam_weight", "1", "--kd_weight", "0", "--kd_contrast_weight", "0",
+            "--head_warmup_epochs", "0",
             "--speakers_per_batch", "32", "--utterances_per_speaker", "4", "--num_epochs", str(EPOCHS[encoder]),
             "--num_workers", str(workers), "--logging_steps", "5"]
 

@@ -87,7 +87,8 @@ def common_args(shared_data, ge2e_init, workers):
     train_eisv's defaults for a fine-tune are (they became LP-FT + teacher after round 1, the third round's
     protection after round 3)."""
     return ["--protocol", "shared", "--shared_data", shared_data, "--validation_speakers", str(VALIDATION_SPEAKERS),
-            "--aam_weight", "1", "--kd_weight", "0", "--head_warmup_epochs", "0",
+            "--aam_weight", "1", "--kd_weight", "0", "--kd_contrast_weight", "0",
+            "--head_warmup_epochs", "0",
             "--speakers_per_batch", "32", "--utterances_per_speaker", "4", "--num_epochs", str(EPOCHS),
             "--num_workers", str(workers), "--logging_steps", "5", "--init_from", ge2e_init]
 

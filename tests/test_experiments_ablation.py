@@ -26,7 +26,7 @@ def test_every_row_parses_and_trains_with_the_ablations_objective():
     settings = {"learning_rate": 1e-4, "erl_weight": 2.0, "em_ratio": 0.3, "copypaste_prob": 0.5}
     for row in ablation.ROWS:
         _, model, _, _ = parse_arguments(ablation.common_args("ge2e", "shared", 0) + ablation.row_args(row, settings))
-        assert (model.aam_weight, model.kd_weight, model.head_warmup_epochs) == (1.0, 0.0, 0.0)
+        assert (model.aam_weight, model.kd_weight, model.kd_contrast_weight, model.head_warmup_epochs) == (1.0, 0.0, 0.0, 0.0)
 
 
 def _summary(run, eer):

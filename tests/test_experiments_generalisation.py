@@ -34,6 +34,7 @@ def test_every_run_means_what_its_protection_says_whatever_the_fine_tune_default
         assert model.aam_weight == float(flags.get("--aam_weight", 1)), run.id
         assert model.kd_weight == float(flags.get("--kd_weight", 0)), run.id
         assert model.head_warmup_epochs == float(flags.get("--head_warmup_epochs", 0)), run.id
+        assert model.kd_contrast_weight == float(flags.get("--kd_contrast_weight", 0)), run.id
 
 
 def test_the_protection_is_chosen_on_validation_scores_only():
