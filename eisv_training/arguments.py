@@ -113,11 +113,12 @@ class ModelArguments:
                 "embedding of the same speaker's plain neutral crops in the batch (the same input where the "
                 "batch has none) — ERL against a fixed anchor instead of another moving embedding. Default: "
                 "neutral when --aam_weight is 0, else same_input."})
-    kd_contrast_weight: float = field(default=0.0, metadata={
+    kd_contrast_weight: Optional[float] = field(default=None, metadata={
         "help": "Weight of an additive-margin cross-entropy against the teacher's anchors of the batch's speakers "
                 "(margin 0.2, scale 30): each embedding closer to its own speaker's anchor than to the others'. "
                 "Speaker separation like the AAM loss, but against fixed prototypes of the start instead of a new "
-                "head. Needs the teacher (--kd_weight > 0); 0 = off."})
+                "head. Needs the teacher (--kd_weight > 0); 0 = off. Default: 1 when fine-tuning with the teacher "
+                "and without the AAM loss (the fifth round's protection on the shared protocol), else 0."})
     l2sp_weight: float = field(default=0.0, metadata={
         "help": "L2-SP (Li et al. 2018): adds α·Σ(θ − θ_start)² over the encoder's parameters to the loss, a pull "
                 "towards the starting weights instead of towards 0 (0 = off)."})
@@ -237,6 +238,8 @@ def validate(data, model, recipe, training):
         model.kd_weight = 10.0 if fine_tuning else 0.0
     if model.head_warmup_epochs is None:
         model.head_warmup_epochs = 2.0 if fine_tuning and model.aam_weight > 0 else 0.0
+    if model.kd_contrast_weight is None:
+        model.kd_contrast_weight = 1.0 if fine_tuning and model.kd_weight and model.aam_weight == 0 else 0.0
     if model.aam_weight < 0 or model.l2sp_weight < 0:
         fail("aam_weight", "--aam_weight and --l2sp_weight must be >= 0")
     if model.aam_weight == 0 and model.head_warmup_epochs > 0:

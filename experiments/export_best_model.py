@@ -21,15 +21,12 @@ from pathlib import Path
 
 from eisv_io.staged_folders import apply_umask, make_staging_folder, replace_folder
 from eisv_io.trial_schema import EMOTIONAL_TARGET_CONDITIONS
-from model_cards import CardContext, Corpus, corpus_defaults, cosine_evaluation, write_model_card
+from model_cards import CardContext, Corpus, cosine_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
 START_DATA = [Corpus(name="LibriSpeech train-other-500, VoxCeleb 1 and 2 (resemblyzer's GE2E training data)",
                      license="Apache-2.0 (the resemblyzer package and its weights)", license_id="apache-2.0",
                      url="https://github.com/resemble-ai/Resemblyzer")]
-FINE_TUNE_DATA = [Corpus(**corpus_defaults("ased"), split="all 65 speakers minus 12 held out for validation"),
-                  Corpus(**corpus_defaults("ravdess"), split="Actor_01-Actor_18 minus the validation speakers")]
-
 
 def pick_candidate(output: Path) -> dict:
     protection = json.loads((output / "chosen.json").read_text())["protection"]
@@ -37,6 +34,22 @@ def pick_candidate(output: Path) -> dict:
     if not runs:
         raise SystemExit(f"export_best_model: no run of the chosen protection {protection!r} in {output / 'json'}")
     return min(runs, key=lambda run: run["validation"]["best_eer"])
+
+
+def heldout_trials(run_trials: Path, root, target: Path) -> str:
+    """The run's validation trials (speakers held out of its training; absolute paths) with paths relative to
+    `root`, written to `target` so that the calibration can be fitted again without the run folder."""
+    import pandas as pd
+
+    from eisv_io.atomic_files import write_text_atomic
+
+    if not target.exists():
+        trials = pd.read_csv(run_trials)
+        prefix = str(Path(root).resolve()) + "/"
+        for column in ("enroll", "test"):
+            trials[column] = trials[column].str.removeprefix(prefix)
+        write_text_atomic(target, trials.to_csv(index=False))
+    return str(target)
 
 
 def checks(candidate: dict, start: dict) -> dict:
@@ -57,9 +70,12 @@ def main(argv=None):
     parser.add_argument("--output", default="results/generalisation", help="what experiments.generalisation wrote")
     parser.add_argument("--model_dir", default=None, help="the candidate's model folder (default OUTPUT/runs/<id>/model)")
     parser.add_argument("--target", default="models/eisv-ge2e")
-    parser.add_argument("--calibration_trials", default=str(Path("results/decisions/calibration_trials.csv")),
-                        help="labelled trials over training speakers (never a test list) to fit the score "
-                             "calibration on, as eisv-calibrate does; 'none' to ship uncalibrated")
+    parser.add_argument("--calibration_trials", default=None,
+                        help="labelled trials (never a test list) to fit the score calibration on, as eisv-calibrate "
+                             "does; 'none' to ship uncalibrated. Default: for the start, "
+                             "results/decisions/calibration_trials.csv (training speakers, which the start never "
+                             "saw); for a fine-tune, the validation speakers it was never trained on "
+                             "(OUTPUT/heldout_calibration_trials.csv, written from its run's validation trials)")
     parser.add_argument("--calibration_root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
                         help="folder the calibration trials' paths are relative to")
     args = parser.parse_args(argv)
@@ -78,11 +94,17 @@ def main(argv=None):
                                      f"{neutral_name}: best fine-tune ({candidate['id']})")]
     staging = make_staging_folder(target)
     try:
+        run_card = {}
         if ships_candidate:
             source = Path(args.model_dir or output / "runs" / candidate["id"] / "model")
             model = EISVForSpeakerVerification.from_pretrained(source)
             extractor = EISVFeatureExtractor.from_pretrained(source)
             results = candidate_results + results
+            # the run's own card context: its recipe, its training data with their sizes, its command
+            run_card = json.loads((source / "card_context.json").read_text())
+            repo, data = str(Path(__file__).resolve().parents[1]) + "/", str(Path(args.calibration_root).resolve())
+            run_card["commands"] = [c.replace(data, "../shared/data").replace(repo, "")
+                                    for c in run_card.get("commands", [])]
         else:
             from modeling_eisv.convert_resemblyzer import convert
 
@@ -92,6 +114,10 @@ def main(argv=None):
             model.config.verification_threshold = float(start["test"]["overall"]["eer_threshold"])
             shutil.rmtree(staging / "converted")
             results = results + candidate_results
+        if args.calibration_trials is None:
+            args.calibration_trials = (heldout_trials(output / "runs" / candidate["id"] / "validation_trials.csv",
+                                                      args.calibration_root, output / "heldout_calibration_trials.csv")
+                                       if ships_candidate else str(Path("results/decisions/calibration_trials.csv")))
         if args.calibration_trials != "none":
             from eisv_evaluation.evaluation import calibrate_model
 
@@ -107,17 +133,24 @@ def main(argv=None):
             f"{decision} (`python -m experiments.export_best_model`):\n\n{verdict}\n\n"
             f"The candidate was {candidate['id']}, the seed with the best selection score of the protection chosen on "
             "validation data (README, \"Fine-tuning that does not forget\"). Its numbers are in the results below, "
-            "beside the start's. The decision threshold is the start's dev EER point; scoring is cosine.")
+            "beside the start's. Scoring is cosine; decisions use the score calibration in the config, fitted on "
+            + ("the trials of the 12 validation speakers held out of the fine-tune's training"
+               if ships_candidate else "trials over training speakers of the eisv data, which the start never saw")
+            + " (never dev), and, in folders that predate calibration, `verification_threshold`.")
         context = CardContext(
             model_name=target.name, config=model.config.to_dict(), num_parameters=model.num_parameters(),
-            description=description, datasets=FINE_TUNE_DATA if ships_candidate else START_DATA,
+            description=description,
+            datasets=[Corpus(**d) for d in run_card["datasets"]] if ships_candidate else START_DATA,
+            recipe=run_card.get("recipe"),
             base_model_note="GE2E encoder of the resemblyzer package (Apache-2.0)", results=results,
             license=None if ships_candidate else "apache-2.0",
-            commands=["python -m experiments.generalisation --output results/generalisation --stage protect",
+            commands=[*run_card.get("commands", []),
+                      "python -m experiments.generalisation --output results/generalisation --stage protect",
                       "python -m experiments.generalisation --output results/generalisation --stage start",
-                      "python -m experiments.decisions  # writes results/decisions/calibration_trials.csv",
+                      *([] if ships_candidate else
+                        ["python -m experiments.decisions  # writes results/decisions/calibration_trials.csv"]),
                       f"python -m experiments.export_best_model --output {output} --target {target} "
-                      f"--calibration_trials {args.calibration_trials} --calibration_root ../shared/data"])
+                      f"--calibration_root ../shared/data"])
         write_model_card(staging, context)
         apply_umask(staging)
         replace_folder(staging, target)

@@ -10,6 +10,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 from eisv_io.atomic_files import write_text_atomic
@@ -93,8 +94,9 @@ def render(output: Path) -> str:
             parts.append(f"| row {run['row']} seed {run['seed']} | {'bf16' if key.endswith('bf16') else 'float32'} | "
                          f"{len(run['non_finite'])} | {', '.join(f'`{n}`' for n in names) or '—'} | "
                          f"{run['validation']['results']['validation_speakers']['overall']['eer']:.2f} |")
-    device = next((r["stats"]["device"] for r in runs.values() if r.get("stats")), "?")
-    parts += ["", f"{len(runs)} runs on {device}. Selection score: mean relative EER change against the start over "
+    devices = Counter(r["stats"]["device"] for r in runs.values() if r.get("stats"))
+    where = ", ".join(f"{count} on {'CPU' if device == 'cpu' else device}" for device, count in devices.most_common())
+    parts += ["", f"{len(runs)} runs ({where}). Selection score: mean relative EER change against the start over "
               "the validation speakers' trials and neutral_trials.csv (start = 0, lower is better); the model "
               "tested on dev_trials.csv is the run's selected candidate (the start when no epoch beat it). "
               "Neutral: neutral_trials.csv EER of the selected candidate. Runaways: runs with a candidate scoring "

@@ -104,12 +104,16 @@ def test_aam_weight_scales_the_speaker_loss_only():
 
 def test_fine_tuning_defaults_to_invariance_only_and_scratch_to_speaker_classification():
     _, fine_tune, _, _ = parse_arguments([])
-    assert (fine_tune.aam_weight, fine_tune.kd_weight, fine_tune.kd_anchor, fine_tune.head_warmup_epochs) == (
-        0.0, 10.0, "neutral", 0.0)
+    assert (fine_tune.aam_weight, fine_tune.kd_weight, fine_tune.kd_anchor, fine_tune.kd_contrast_weight,
+            fine_tune.head_warmup_epochs) == (0.0, 10.0, "neutral", 1.0, 0.0)
     _, classify, _, _ = parse_arguments(["--aam_weight", "1"])  # the earlier rounds' protection: LP-FT + teacher
-    assert (classify.kd_weight, classify.kd_anchor, classify.head_warmup_epochs) == (10.0, "same_input", 2.0)
+    assert (classify.kd_weight, classify.kd_anchor, classify.kd_contrast_weight, classify.head_warmup_epochs) == (
+        10.0, "same_input", 0.0, 2.0)
     _, scratch, _, _ = parse_arguments(["--init_from", "scratch"])
-    assert (scratch.aam_weight, scratch.kd_weight, scratch.head_warmup_epochs) == (1.0, 0.0, 0.0)
+    assert (scratch.aam_weight, scratch.kd_weight, scratch.kd_contrast_weight, scratch.head_warmup_epochs) == (
+        1.0, 0.0, 0.0, 0.0)
+    _, no_teacher, _, _ = parse_arguments(["--kd_weight", "0"])
+    assert no_teacher.kd_contrast_weight == 0.0
 
 
 def test_invariance_only_has_no_head_warmup_and_needs_something_to_train():

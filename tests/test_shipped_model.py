@@ -1,4 +1,5 @@
-"""The model committed in models/ (the pretrained GE2E: no fine-tune beat it, see its card) loads offline and verifies."""
+"""The model committed in models/ (the GE2E fine-tune that passed every check against its start, see its card)
+loads offline and verifies."""
 
 import json
 import subprocess
@@ -19,8 +20,11 @@ def test_folder_is_complete_and_documented():
     config = json.loads((MODEL / "config.json").read_text())
     assert config["encoder_type"] == "ge2e_lstm" and 0 < config["verification_threshold"] < 1
     card = (MODEL / "README.md").read_text()
-    assert "resemblyzer" in card and "not a fine-tune" in card and "/root" not in card
-    assert "dev ALL minDCF(0.01) <= start: no" in card  # the check that kept the best fine-tune out
+    assert "resemblyzer" in card and "This is the fine-tune" in card and "/work" not in card and "/root" not in card
+    checks = [line for line in card.splitlines() if line.startswith("- ") and "start: " in line]
+    assert len(checks) == 6 and all(line.endswith(": yes") for line in checks)  # every check against the start
+    assert "the pretrained GE2E" in card and "Licence warning" in card  # the start's numbers beside; data terms
+    assert config["aam_weight"] == 0 and "heldout_calibration_trials.csv" in config["calibration_source"]
 
 
 def test_remote_code_loads_without_the_package_and_scores_same_speaker_higher(tmp_path):
