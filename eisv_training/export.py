@@ -11,9 +11,17 @@ from model_cards import KNOWN_CORPORA, CardContext, cosine_evaluation, write_mod
 from modeling_eisv.save_converted import CONVERSION_FILENAME, card_metadata
 
 
+def saved_network(network):
+    """What a model folder holds: the whole `EISVForSpeakerVerification`, or only its encoder (`EISVModel`) when
+    the AAM head was never trained (`config.aam_weight == 0`), so that no folder ships random logits as if they
+    were a classifier (`AutoModelForAudioXVector` then says the head is newly initialised)."""
+    return network.eisv if network.config.aam_weight == 0 and hasattr(network, "eisv") else network
+
+
 def export_model(network, feature_extractor, folder, results=None):
-    """`save_pretrained` model + feature extractor into `folder` atomically. With dev `results`, the
-    decision threshold at the EER point is stored as `config.verification_threshold`."""
+    """`save_pretrained` model (`saved_network`) + feature extractor into `folder` atomically. With dev
+    `results`, the decision threshold at the EER point is stored as `config.verification_threshold`."""
+    network = saved_network(network)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     if results is not None:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from eisv_io.staged_folders import apply_umask, make_staging_folder, replace_folder
+from eisv_training.export import saved_network
 from eisv_io.trial_schema import EMOTIONAL_TARGET_CONDITIONS
 from model_cards import CardContext, Corpus, cosine_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
@@ -97,7 +98,7 @@ def main(argv=None):
         run_card = {}
         if ships_candidate:
             source = Path(args.model_dir or output / "runs" / candidate["id"] / "model")
-            model = EISVForSpeakerVerification.from_pretrained(source)
+            model = saved_network(EISVForSpeakerVerification.from_pretrained(source))
             extractor = EISVFeatureExtractor.from_pretrained(source)
             results = candidate_results + results
             # the run's own card context: its recipe, its training data with their sizes, its command

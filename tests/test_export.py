@@ -25,3 +25,26 @@ def test_the_parents_data_licences_reach_the_child(tmp_path):
     child = {"datasets": [{"name": "my corpus", "license": "CC0 1.0"}, *inherited]}
     assert weights_license(child) != "apache-2.0"  # the child is not more permissive than its parent's data
     assert inherited_datasets("resemblyzer") == [] and inherited_datasets("scratch") == []
+
+
+def test_a_head_never_trained_is_not_saved(tmp_path):
+    """--aam_weight 0 trains no AAM head: the folder holds the encoder alone; with the AAM loss it keeps the head."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    from _tiny import tiny_config
+    from eisv_training.export import export_model
+    from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification
+
+    for weight, architecture, has_head in ((0.0, "EISVModel", False), (1.0, "EISVForSpeakerVerification", True)):
+        network = EISVForSpeakerVerification(tiny_config("ecapa_tdnn", num_speakers=4, aam_weight=weight))
+        folder = tmp_path / f"aam-{weight}"
+        export_model(network, EISVFeatureExtractor(), folder)
+        assert json.loads((folder / "config.json").read_text())["architectures"] == [architecture]
+        with safe_open(folder / "model.safetensors", "pt") as weights:
+            assert any(key.startswith("aam.") for key in weights.keys()) == has_head
+        reloaded = EISVForSpeakerVerification.from_pretrained(folder)  # --init_from it continues either way
+        for (name, saved), (_, loaded) in zip(network.eisv.state_dict().items(), reloaded.eisv.state_dict().items()):
+            assert torch.equal(saved, loaded), name
