@@ -163,10 +163,11 @@ def main(argv=None) -> int:
     else:
         relation = ">=" if result["same_speaker"] else "<"
         verdict = "same speaker" if result["same_speaker"] else "different speakers"
-        llr = "" if result["llr"] is None else f", LLR {result['llr']:.3f}"
-        prior = f" (calibrated, p_target {result['p_target']:g})" if result["decided_by"] == "calibration" else ""
-        print(f"{result['scoring']} score {result['score']:.4f}{llr} {relation} threshold "
-              f"{result['threshold']:.4f}{prior}: {verdict}")
+        notes = ([] if result["llr"] is None else [f"LLR {result['llr']:.3f}"]) + (
+            [f"calibrated, p_target {result['p_target']:g}"] if result["decided_by"] == "calibration" else [])
+        notes = f" ({', '.join(notes)})" if notes else ""
+        print(f"{result['scoring']} score {result['score']:.4f} {relation} threshold "
+              f"{result['threshold']:.4f}{notes}: {verdict}")
     if result["same_speaker"] is None:
         return EXIT_UNDECIDED
     return EXIT_SAME if result["same_speaker"] else EXIT_DIFFERENT
