@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def runs_for(modes, seeds, settings, shared_data, workers) -> list:
+    """-> [(mode, Run)], every mode with every seed."""
     runs = []
     for mode in modes:
         compile_flags = [] if mode == "eager" else ["--torch_compile", "--torch_compile_mode", mode]
@@ -33,7 +34,7 @@ def runs_for(modes, seeds, settings, shared_data, workers) -> list:
                       extra=compile_flags)
             run.args = (common_args("ecapa", shared_data, workers) + encoder_args("ecapa", None)
                         + row_args(4, settings) + ["--seed", str(seed)] + compile_flags)
-            runs.append(run)
+            runs.append((mode, run))
     return runs
 
 
@@ -59,14 +60,14 @@ def main(argv=None):
     workers = max(0, (os.cpu_count() or 2) // args.jobs - 1)
     runs = runs_for(args.modes, args.seeds, settings, str(Path(args.shared_data).resolve()), workers)
     gpus = [str(i) for i in range(torch.cuda.device_count())] or ["0"]
-    Scheduler(output, gpus, args.jobs, float("inf")).run(runs)
+    Scheduler(output, gpus, args.jobs, float("inf")).run([run for _, run in runs])
     results = {}
-    for run in runs:
+    for mode, run in runs:
         path = output / "json" / f"{run.id}.json"
         if not path.exists():
             continue
         test = json.loads(path.read_text())["test"]["overall"]
-        results.setdefault(run.extra[-1] if run.extra else "eager", {})[run.seed] = {
+        results.setdefault(mode, {})[run.seed] = {
             "eer": test["eer"], "min_dcf_0.01": test["min_dcf_0.01"]}
     print("\n| mode | " + " | ".join(f"seed {s} EER / minDCF" for s in args.seeds) + " | mean EER ± sd |")
     print("|---|" + "---:|" * (len(args.seeds) + 1))

@@ -19,15 +19,18 @@ import shutil
 import sys
 from pathlib import Path
 
+from eisv_io.atomic_files import write_text_atomic
 from eisv_io.staged_folders import apply_umask, make_staging_folder, replace_folder
-from eisv_training.export import saved_network
 from eisv_io.trial_schema import EMOTIONAL_TARGET_CONDITIONS
+from eisv_training.export import saved_network
 from model_cards import CardContext, Corpus, cosine_evaluation, write_model_card
 from modeling_eisv import EISVFeatureExtractor, EISVForSpeakerVerification, EISVModel
 
 START_DATA = [Corpus(name="LibriSpeech train-other-500, VoxCeleb 1 and 2 (resemblyzer's GE2E training data)",
                      license="Apache-2.0 (the resemblyzer package and its weights)", license_id="apache-2.0",
                      url="https://github.com/resemble-ai/Resemblyzer")]
+START_CALIBRATION_TRIALS = "results/decisions/calibration_trials.csv"  # training speakers, which the start never saw
+
 
 def pick_candidate(output: Path) -> dict:
     protection = json.loads((output / "chosen.json").read_text())["protection"]
@@ -39,17 +42,15 @@ def pick_candidate(output: Path) -> dict:
 
 def heldout_trials(run_trials: Path, root, target: Path) -> str:
     """The run's validation trials (speakers held out of its training; absolute paths) with paths relative to
-    `root`, written to `target` so that the calibration can be fitted again without the run folder."""
+    `root`, written to `target` (each export, from the run it ships) so that the calibration can be fitted
+    again without the run folder."""
     import pandas as pd
 
-    from eisv_io.atomic_files import write_text_atomic
-
-    if not target.exists():
-        trials = pd.read_csv(run_trials)
-        prefix = str(Path(root).resolve()) + "/"
-        for column in ("enroll", "test"):
-            trials[column] = trials[column].str.removeprefix(prefix)
-        write_text_atomic(target, trials.to_csv(index=False))
+    trials = pd.read_csv(run_trials)
+    prefix = str(Path(root).resolve()) + "/"
+    for column in ("enroll", "test"):
+        trials[column] = trials[column].str.removeprefix(prefix)
+    write_text_atomic(target, trials.to_csv(index=False))
     return str(target)
 
 
@@ -106,6 +107,8 @@ def main(argv=None):
             repo, data = str(Path(__file__).resolve().parents[1]) + "/", str(Path(args.calibration_root).resolve())
             run_card["commands"] = [c.replace(data, "../shared/data").replace(repo, "")
                                     for c in run_card.get("commands", [])]
+            default_calibration = heldout_trials(source.parent / "validation_trials.csv", args.calibration_root,
+                                                 output / "heldout_calibration_trials.csv")
         else:
             from modeling_eisv.convert_resemblyzer import convert
 
@@ -115,14 +118,12 @@ def main(argv=None):
             model.config.verification_threshold = float(start["test"]["overall"]["eer_threshold"])
             shutil.rmtree(staging / "converted")
             results = results + candidate_results
-        if args.calibration_trials is None:
-            args.calibration_trials = (heldout_trials(output / "runs" / candidate["id"] / "validation_trials.csv",
-                                                      args.calibration_root, output / "heldout_calibration_trials.csv")
-                                       if ships_candidate else str(Path("results/decisions/calibration_trials.csv")))
-        if args.calibration_trials != "none":
+            default_calibration = START_CALIBRATION_TRIALS
+        calibration_trials = args.calibration_trials or default_calibration
+        if calibration_trials != "none":
             from eisv_evaluation.evaluation import calibrate_model
 
-            fitted = calibrate_model(model.eval(), extractor, args.calibration_trials, args.calibration_root)
+            fitted = calibrate_model(model.eval(), extractor, calibration_trials, args.calibration_root)
             print(f"export_best_model: calibration LLR = {fitted['scale']:.4f} * cosine + {fitted['offset']:.4f} "
                   f"({fitted['source']})")
         model.save_pretrained(staging)
