@@ -17,7 +17,8 @@ and tests the selected model once on dev_trials.csv. Stages, each resumable (a f
 - start: the pretrained GE2E itself on the dev trials and both selection lists (row 0).
 
 `python -m experiments.render_generalisation --output results/generalisation --readme README.md` renders
-the tables. JSON per run in OUTPUT/json/; run folders in OUTPUT/runs/ (not results).
+the tables. JSON per run in OUTPUT/json/; run folders in OUTPUT/runs/ (not results). A protection run again
+(`--output OUTPUT/repeats --stage protect --only NAME-seed`, e.g. on other hardware) counts in the choice.
 """
 
 import argparse
@@ -74,6 +75,15 @@ PROTECTIONS = {
                                        "--kd_anchor", "neutral"],
     # Fifth round (CPU): speaker separation against the teacher's fixed anchors instead of a new AAM head.
     "inv-kd-neutral-10-contrast-1": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral",
+                                     "--kd_contrast_weight", "1"],
+    # Sixth round: the margin loss's weight, and the anchor's weight beside it (round 5 measured only 1 and 10).
+    "inv-kd-neutral-10-contrast-0.3": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral",
+                                       "--kd_contrast_weight", "0.3"],
+    "inv-kd-neutral-10-contrast-3": ["--aam_weight", "0", "--kd_weight", "10", "--kd_anchor", "neutral",
+                                     "--kd_contrast_weight", "3"],
+    "inv-kd-neutral-3-contrast-1": ["--aam_weight", "0", "--kd_weight", "3", "--kd_anchor", "neutral",
+                                    "--kd_contrast_weight", "1"],
+    "inv-kd-neutral-30-contrast-1": ["--aam_weight", "0", "--kd_weight", "30", "--kd_anchor", "neutral",
                                      "--kd_contrast_weight", "1"],
 }
 # Old runs (results/ablation/json) that skipped non-finite steps in bf16: row 1 seeds 1 (10 steps) and
@@ -147,14 +157,21 @@ def evaluate_start(ge2e_init, shared_data, output, device):
                                           "test": results["test"], "neutral": results["neutral"]}, indent=2))
 
 
+def protection_runs(output, name) -> list:
+    """Every finished run of one protection: OUTPUT/json, and OUTPUT/repeats/json (the same runs again, e.g. on
+    other hardware: `--output OUTPUT/repeats`)."""
+    return [json.loads(p.read_text()) for folder in (output / "json", output / "repeats" / "json")
+            for p in sorted(folder.glob(f"ge2e-protect-{name}-seed*.json"))]
+
+
 def choose_protection(output, seeds) -> dict:
-    """The protection with the lowest mean selection score over its seeds (validation data only)."""
+    """The protection with the lowest mean selection score over all its runs (validation data only); a
+    protection needs a run for every seed to compete."""
     scores = {}
     for name in PROTECTIONS:
-        found = [json.loads(p.read_text())["validation"]["best_eer"]
-                 for p in (output / "json").glob(f"ge2e-protect-{name}-seed*.json")]
-        if len(found) == len(seeds):
-            scores[name] = sum(found) / len(found)
+        runs = protection_runs(output, name)
+        if {run["seed"] for run in runs} >= set(seeds):
+            scores[name] = sum(run["validation"]["best_eer"] for run in runs) / len(runs)
     if not scores:
         raise SystemExit("generalisation: no complete protection stage to choose from; run --stage protect")
     return {"protection": min(scores, key=scores.get), "mean_selection_score": scores}

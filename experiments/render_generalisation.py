@@ -2,7 +2,8 @@
 
     python -m experiments.render_generalisation --output results/generalisation --readme README.md
 
-Writes OUTPUT/table.md and, with --readme, replaces the README between `<!-- generalisation:start -->` and
+Protections run again (OUTPUT/repeats/json) get a line of their own under their first runs. Writes
+OUTPUT/table.md and, with --readme, replaces the README between `<!-- generalisation:start -->` and
 `<!-- generalisation:end -->`. Every number comes from the JSON files; mean ± sample std over seeds.
 """
 
@@ -41,6 +42,11 @@ def metrics(run):
             "runaway": max(run["validation"]["score_by_candidate"].values()) > 1.0}
 
 
+def device_name(run) -> str:
+    device = run["stats"]["device"]
+    return "CPU" if device == "cpu" else device
+
+
 def line(name, flags, runs):
     m = [metrics(r) for r in runs]
     chosen = sum(x["fine_tuned"] for x in m)
@@ -70,6 +76,10 @@ def render(output: Path) -> str:
         if len(found) == 3:
             parts.append(line(name + (" (chosen)" if name == chosen else ""), f"`{' '.join(flags)}`" if flags else "",
                               found))
+        again = [json.loads(p.read_text()) for p in sorted((output / "repeats" / "json").glob(f"ge2e-protect-{name}-seed*.json"))]
+        if again:
+            where = ", ".join(sorted({device_name(r) for r in again}))
+            parts.append(line(f"{name}, the same runs again ({where})", "", again))
     # The rows with every protection they were run with (the chosen one first): each was chosen in its round.
     with_rows = sorted({name for name in PROTECTIONS if any(k.startswith(f"ge2e-{name}-row") for k in runs)},
                        key=lambda name: name != chosen)
@@ -94,10 +104,13 @@ def render(output: Path) -> str:
             parts.append(f"| row {run['row']} seed {run['seed']} | {'bf16' if key.endswith('bf16') else 'float32'} | "
                          f"{len(run['non_finite'])} | {', '.join(f'`{n}`' for n in names) or '—'} | "
                          f"{run['validation']['results']['validation_speakers']['overall']['eer']:.2f} |")
-    devices = Counter(r["stats"]["device"] for r in runs.values() if r.get("stats"))
-    where = ", ".join(f"{count} on {'CPU' if device == 'cpu' else device}" for device, count in devices.most_common())
-    parts += ["", f"{len(runs)} runs ({where}). Selection score: mean relative EER change against the start over "
-              "the validation speakers' trials and neutral_trials.csv (start = 0, lower is better); the model "
+    devices = Counter(device_name(r) for r in runs.values() if r.get("stats"))
+    where = ", ".join(f"{count} on {device}" for device, count in devices.most_common())
+    repeated = len(list((output / "repeats" / "json").glob("*.json")))
+    parts += ["", f"{len(runs)} runs ({where})" + (f" and {repeated} run again" if repeated else "") + ". "
+              "Selection score: mean relative EER change against the start over "
+              "the validation speakers' trials and neutral_trials.csv (start = 0, lower is better; the choice "
+              "takes the mean over every run of a protection, repeats included); the model "
               "tested on dev_trials.csv is the run's selected candidate (the start when no epoch beat it). "
               "Neutral: neutral_trials.csv EER of the selected candidate. Runaways: runs with a candidate scoring "
               "above +1 (e.g. validation EER +40% and neutral EER from 0.22% to 2%)."]
