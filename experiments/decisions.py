@@ -1,13 +1,16 @@
-"""Measurements behind the decision defaults of issue 14, for the pretrained GE2E (models/eisv-ge2e):
-voice-activity trimming, calibration, domain centring / whitening, emotion NAP.
+"""Measurements behind the decision defaults of issue 14: voice-activity trimming, calibration, domain
+centring / whitening, emotion NAP, for the pretrained GE2E and for the shipped fine-tune.
 
-    python -m experiments.decisions [--data ../shared/data] [--model models/eisv-ge2e] [--out results/decisions]
+    python -m experiments.decisions --model results/generalisation/ge2e-resemblyzer --out results/decisions  # the start (eisv-convert --from resemblyzer)
+    python -m experiments.decisions --model models/eisv-ge2e --out results/decisions/eisv-ge2e \
+        --calibration_trials results/generalisation/heldout_calibration_trials.csv      # the fine-tune
 
 Every file is embedded once per front end (trim off / on) with the tools' windowed embedding on CPU;
 the transforms are then applied to those unit-norm file embeddings in numpy, which is what the
 model's `EmbeddingTransform` computes for files of one window (all files here are < 10 s).
 Writes `OUT/calibration_trials.csv` (training speakers only: ASED + RAVDESS actors 1-18, in their
-proportions; never dev) and `OUT/<study>.json`; prints a table of EER (%) on dev ALL, EmoDB,
+proportions; never dev; `--calibration_trials` replaces it with a given list, e.g. a fine-tune's held-out
+validation speakers, which it never trained on) and `OUT/decisions.json`; prints a table of EER (%) on dev ALL, EmoDB,
 RAVDESS and neutral_trials.csv.
 """
 
@@ -95,12 +98,17 @@ def main(argv=None):
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--model", default="models/eisv-ge2e")
     parser.add_argument("--out", default="results/decisions")
+    parser.add_argument("--calibration_trials", default=None,
+                        help="trial list (paths under --data) to fit the calibration on, instead of drawing one "
+                             "from the training speakers")
     args = parser.parse_args(argv)
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cal = calibration_trials(data)
-    cal_path = out / "calibration_trials.csv"
-    write_text_atomic(cal_path, cal.to_csv(index=False))
+    if args.calibration_trials:
+        cal_path = Path(args.calibration_trials)
+    else:
+        cal_path = out / "calibration_trials.csv"
+        write_text_atomic(cal_path, calibration_trials(data).to_csv(index=False))
     dev, neutral, cal = read_trials(data / "dev_trials.csv"), read_trials(data / "neutral_trials.csv"), read_trials(cal_path)
     sets = {"dev_all": dev, "emodb": subset(dev, dev.corpus == "emodb"), "ravdess": subset(dev, dev.corpus == "ravdess"),
             "neutral": neutral}
