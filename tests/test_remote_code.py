@@ -54,6 +54,8 @@ def test_remote_code_gives_the_same_embeddings_without_the_package(tmp_path):
         np.save({str(tmp_path / 'remote.npy')!r}, emb)
     """)
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"),
-           "PYTHONNOUSERSITE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+           "PYTHONNOUSERSITE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
+           # the same intra-op threads as this process, so both sum in the same order (OMP_NUM_THREADS=1 runs)
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, timeout=300)
     assert np.abs(np.load(tmp_path / "remote.npy") - expected).max() <= 1e-6
