@@ -7,7 +7,8 @@ has a handler and arrives meanwhile makes the kernel write its frame (several kB
 that pointer, over the heap: "corrupted size vs. prev_size while consolidating" or a segfault later. Python
 installs every handler with SA_ONSTACK, so a thread with an alternate signal stack takes the frame there; the
 signals that have handlers in a training are SIGCHLD (PyTorch's, for DataLoader workers: any stop/continue of
-a worker, e.g. Ctrl-Z / fg), SIGINT and SIGTERM (StopRequest).
+a worker, e.g. Ctrl-Z / fg), SIGINT and SIGTERM (StopRequest). Upstream: oneDNN issue #4845, fixed by #4855
+(AVX2 and AVX-512 kernels; backported to v3.11 in #4859); torch 2.11 bundles oneDNN v3.10.2, without it.
 """
 
 import ctypes
