@@ -29,7 +29,7 @@ from eisv_training.candidates import CandidateJudge
 from eisv_training.data import load_training_data, resolve_defaults
 from eisv_training.export import finalize_model_folder, push_folder
 from eisv_training.forgetting import StartingPointPenalty, TeacherAnchor, parameter_groups
-from eisv_training.interrupt import StopRequest
+from eisv_training.interrupt import StopRequest, protect_signal_frames
 from eisv_training.loader import EpochTaggedBatches, RowIndices, collator_and_sampler
 from eisv_training.loop import TrainingLoop
 from eisv_training.run_folder import check_output_dir, check_push_access, quiet_libraries, resume_state
@@ -56,6 +56,7 @@ def main(argv=None):
 
 
 def train(argv=None):
+    protect_signal_frames()  # first: before any torch op starts the OpenMP threads (see eisv_training/interrupt.py)
     data, model_args, recipe, args = parse_arguments(argv)
     resolve_defaults(data)
     output_dir = Path(args.output_dir)
