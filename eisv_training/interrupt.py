@@ -12,6 +12,7 @@ a worker, e.g. Ctrl-Z / fg), SIGINT and SIGTERM (StopRequest). Upstream: oneDNN 
 """
 
 import ctypes
+import os
 import signal
 import sys
 
@@ -62,8 +63,6 @@ def protect_signal_frames() -> bool:
 
 def _thread_count() -> int:
     try:
-        import os
-
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return 0
