@@ -69,7 +69,9 @@ def test_lstm_backward_survives_a_stream_of_handled_signals():
             _, (h, _) = lstm(x)
             h[-1].sum().backward()
         signal.setitimer(signal.ITIMER_REAL, 0)
-        assert count[0] > 100, count[0]
+        # Each delivery runs Python's C-level handler (the frame that corrupted the heap); the Python one
+        # runs later, between bytecodes, once for many under load: this only checks signals flowed.
+        assert count[0] > 5, count[0]
         print("ok", count[0])
         """)
     assert result.returncode == 0 and result.stdout.startswith("ok"), (result.returncode, result.stdout + result.stderr)
