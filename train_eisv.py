@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -56,7 +57,11 @@ def main(argv=None):
 
 
 def train(argv=None):
-    protect_signal_frames()  # first: before any torch op starts the OpenMP threads (see eisv_training/interrupt.py)
+    # First: before any torch op starts the OpenMP threads (see eisv_training/interrupt.py).
+    if not protect_signal_frames() and sys.platform == "linux":
+        warnings.warn("train_eisv: torch's threads were started before train(), so a signal (Ctrl-Z/fg, SIGCHLD "
+                      "of a data worker) during a CPU LSTM backward can still corrupt the heap; call "
+                      "eisv_training.interrupt.protect_signal_frames() first in the process", RuntimeWarning)
     data, model_args, recipe, args = parse_arguments(argv)
     resolve_defaults(data)
     output_dir = Path(args.output_dir)

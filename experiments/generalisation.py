@@ -18,7 +18,8 @@ and tests the selected model once on dev_trials.csv. Stages, each resumable (a f
 
 `python -m experiments.render_generalisation --output results/generalisation --readme README.md` renders
 the tables. JSON per run in OUTPUT/json/; run folders in OUTPUT/runs/ (not results). A protection run again
-(`--output OUTPUT/repeats --stage protect --only NAME-seed`, e.g. on other hardware) counts in the choice.
+(`--output OUTPUT/repeats --ge2e_init OUTPUT/ge2e-resemblyzer --stage protect --only NAME-seed`, e.g. on other
+hardware) counts in the choice, which is then rewritten in OUTPUT/chosen.json.
 """
 
 import argparse
@@ -165,13 +166,16 @@ def protection_runs(output, name) -> list:
 
 
 def choose_protection(output, seeds) -> dict:
-    """The protection with the lowest mean selection score over all its runs (validation data only); a
-    protection needs a run for every seed to compete."""
+    """The protection with the lowest mean selection score (validation data only): each seed's score is the
+    mean of its runs (a repeat included), the protection's the mean over `seeds`; a protection needs a run
+    of every seed to compete, and runs of other seeds do not count."""
     scores = {}
     for name in PROTECTIONS:
-        runs = protection_runs(output, name)
-        if {run["seed"] for run in runs} >= set(seeds):
-            scores[name] = sum(run["validation"]["best_eer"] for run in runs) / len(runs)
+        by_seed = {}
+        for run in protection_runs(output, name):
+            by_seed.setdefault(run["seed"], []).append(run["validation"]["best_eer"])
+        if set(seeds) <= set(by_seed):
+            scores[name] = sum(sum(by_seed[seed]) / len(by_seed[seed]) for seed in seeds) / len(seeds)
     if not scores:
         raise SystemExit("generalisation: no complete protection stage to choose from; run --stage protect")
     return {"protection": min(scores, key=scores.get), "mean_selection_score": scores}
@@ -217,8 +221,10 @@ def main(argv=None):
     scheduler = Scheduler(output, gpus, args.jobs, args.time_budget_s, summarize=summarize)
     complete = scheduler.run(runs)
     if complete and args.stage == "protect":
-        chosen = choose_protection(output, args.seeds)
-        write_text_atomic(output / "chosen.json", json.dumps(chosen, indent=2))
+        # Runs again (OUTPUT/repeats) count in the choice of the folder above them, which holds the first runs.
+        home = output.parent if output.name == "repeats" else output
+        chosen = choose_protection(home, args.seeds)
+        write_text_atomic(home / "chosen.json", json.dumps(chosen, indent=2))
         print(f"[generalisation] chosen: {chosen}", flush=True)
     return 1 if scheduler.failed else 0
 

@@ -79,10 +79,10 @@ def render(output: Path) -> str:
         again = [json.loads(p.read_text()) for p in sorted((output / "repeats" / "json").glob(f"ge2e-protect-{name}-seed*.json"))]
         if again:
             where = ", ".join(sorted({device_name(r) for r in again}))
-            parts.append(line(f"{name}, the same runs again ({where})", "", again))
+            parts.append(line(f"{name}, run again ({where})", "", again))
     # The rows with every protection they were run with (the chosen one first): each was chosen in its round.
-    with_rows = sorted({name for name in PROTECTIONS if any(k.startswith(f"ge2e-{name}-row") for k in runs)},
-                       key=lambda name: name != chosen)
+    with_rows = sorted((name for name in PROTECTIONS if any(k.startswith(f"ge2e-{name}-row") for k in runs)),
+                       key=lambda name: (name != chosen, -list(PROTECTIONS).index(name)))  # then the latest first
     for protection in with_rows:
         label = "the chosen protection" if protection == chosen else "an earlier round's choice"
         if chosen.startswith(protection + "-"):
@@ -92,7 +92,9 @@ def render(output: Path) -> str:
             prefix = f"ge2e-protect-{protection}-seed" if row == 4 else f"ge2e-{protection}-row{row}-seed"
             found = [r for k, r in runs.items() if k.startswith(prefix)]
             if row == 1 and "--aam_weight" in PROTECTIONS[protection]:
-                title = "1. baseline (no AAM here: the teacher anchor alone)"
+                title = ("1. baseline (no AAM here: the teacher anchor and its margin loss alone)"
+                         if "--kd_contrast_weight" in PROTECTIONS[protection]
+                         else "1. baseline (no AAM here: the teacher anchor alone)")
             if found:
                 parts.append(line(title, "", found))
     parts += ["", "#### GE2E numerics: the old runs that skipped non-finite steps, again in bf16 and in float32", "",

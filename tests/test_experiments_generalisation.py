@@ -62,6 +62,11 @@ def test_a_protection_run_again_counts_in_the_choice(tmp_path):
     assert chosen["protection"] == steady
     write(tmp_path / "json", "inv-kd-neutral-3", 0, -0.9)  # one seed only: does not compete
     assert "inv-kd-neutral-3" not in generalisation.choose_protection(tmp_path, [0, 1, 2])["mean_selection_score"]
+    # a partial repeat weighs its seed once, not twice; a seed outside --seeds does not count
+    write(tmp_path / "repeats" / "json", steady, 0, -0.45)
+    write(tmp_path / "json", steady, 7, 5.0)
+    score = generalisation.choose_protection(tmp_path, [0, 1, 2])["mean_selection_score"][steady]
+    assert abs(score - (-0.3 - 0.15 - 0.15) / 3) < 1e-9
 
 
 def test_the_tables_come_from_the_json():
@@ -73,7 +78,14 @@ def test_the_tables_come_from_the_json():
     # the rows with every protection they were run with, each under its own heading
     assert "(inv-kd-neutral-10)\n" in text and "an earlier round's choice (lpft-kd-same-10)" in text
     assert "1. baseline (no AAM here: the teacher anchor alone)" in text
-    assert "inv-kd-neutral-10-contrast-1, the same runs again (NVIDIA H200)" in text and "3 run again" in text
+    assert "inv-kd-neutral-10-contrast-1, run again (NVIDIA H200)" in text and "3 run again" in text
+    assert "1. baseline (no AAM here: the teacher anchor and its margin loss alone)" in text
+
+
+def test_the_readme_shows_the_tables_as_rendered_now():
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    block = readme.split(render_generalisation.START + "\n", 1)[1].split(render_generalisation.END, 1)[0]
+    assert block == render_generalisation.render(RESULTS)
 
 
 def test_a_fine_tune_ships_only_when_it_passes_every_check():
