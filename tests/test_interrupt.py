@@ -53,8 +53,8 @@ def test_alternate_stack_and_openmp_threads_without_asynchronous_signals():
 def test_lstm_backward_survives_a_stream_of_handled_signals():
     """The defect itself: SIGALRM every 0.5 ms (a Python handler, as PyTorch's SIGCHLD one and StopRequest's)
     during LSTM backwards whose weight-gradient GEMM has K = 16 * 160 > 2048, oneDNN's workspace path. Without
-    protect_signal_frames this aborted or segfaulted in 3 of 3 runs of 4 s and 2 of 2 of 3 s (2-core AVX-512 machine); with it,
-    0 of 3. On a CPU without AVX-512 oneDNN takes another kernel and this passes either way."""
+    protect_signal_frames this aborted or segfaulted in 3 of 3 runs of 4 s and 2 of 2 of 3 s (2-core AVX-512
+    machine); with it, 0 of 3. On a CPU without AVX-512 oneDNN takes another kernel and this passes either way."""
     result = run_python("""
         import signal, time
         from eisv_training.interrupt import protect_signal_frames
