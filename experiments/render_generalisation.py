@@ -112,7 +112,7 @@ def render(output: Path) -> str:
     parts += ["", f"{len(runs)} runs ({where})" + (f" and {repeated} run again" if repeated else "") + ". "
               "Selection score: mean relative EER change against the start over "
               "the validation speakers' trials and neutral_trials.csv (start = 0, lower is better; the choice "
-              "takes the mean over every run of a protection, repeats included); the model "
+              "takes the mean over seeds of each seed's runs, repeats included); the model "
               "tested on dev_trials.csv is the run's selected candidate (the start when no epoch beat it). "
               "Neutral: neutral_trials.csv EER of the selected candidate. Runaways: runs with a candidate scoring "
               "above +1 (e.g. validation EER +40% and neutral EER from 0.22% to 2%)."]
