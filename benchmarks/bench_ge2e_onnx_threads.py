@@ -55,7 +55,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from eisv_evaluation.onnx_backend import onnx_model_for
-    from eisv_evaluation.onnx_export import window_slots
+    from modeling_eisv.ge2e_lstm import window_slots
     from modeling_eisv import EISVFeatureExtractor
 
     print(f"load average before: {load_average()}")

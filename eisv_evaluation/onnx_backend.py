@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from eisv_io.errors import ToolError
+from modeling_eisv.ge2e_lstm import window_slots
 
-from .onnx_export import GRAPH_KIND, export_onnx, is_eisv_export, window_slots
+from .onnx_export import GRAPH_KIND, export_onnx, is_eisv_export
 
 BACKENDS = ("torch", "onnxruntime")
 FEW_WINDOWS = 4  # GE2E batches of up to this many partial windows (a clip of up to 3.8 s) run on one thread

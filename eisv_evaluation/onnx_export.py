@@ -42,6 +42,7 @@ from torch import nn
 
 from eisv_io.atomic_files import atomic_path
 from eisv_io.errors import ToolError
+from modeling_eisv.ge2e_lstm import safe_l2_normalize, window_counts, window_slots
 
 MIN_COSINE = 0.9999
 FIRST_DYNAMO_OPSET = 18
@@ -68,12 +69,6 @@ class EmbeddingGraph(nn.Module):
         return embeddings
 
 
-def window_slots(frames, window: int, step: int):
-    """Window slots of a GE2E graph for `frames` padded frames (int or a traced size):
-    max(ceil((frames - window + step + 1) / step), 1), the windows of an utterance that long."""
-    return torch.sym_max((frames - window + 2 * step) // step, 1)
-
-
 class GE2EGraph(nn.Module):
     """What is exported of a GE2E `EISVModel`: `GE2ELSTMEncoder.forward` with a fixed number of window
     slots per utterance, and the `embedding_transform`.
@@ -91,8 +86,6 @@ class GE2EGraph(nn.Module):
         self.embedding_transform = model.embedding_transform
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        from modeling_eisv.ge2e_lstm import safe_l2_normalize, window_counts
-
         encoder = self.encoder
         window, step = encoder.window, encoder.step
         batch, frames, mel = input_features.shape

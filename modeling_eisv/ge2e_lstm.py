@@ -9,6 +9,14 @@ import torch
 from torch import nn
 
 
+def window_slots(frames, window: int, step: int):
+    """Partial windows of an utterance of `frames` frames before `window_counts` drops a short last one:
+    max(ceil((frames - window + step + 1) / step), 1); window k starts at frame k * step. `frames`: a
+    (batch,) tensor, an int, or a traced size (the ONNX graph gives every utterance this many slots)."""
+    slots = (frames - window + 2 * step) // step
+    return slots.clamp_min(1) if torch.is_tensor(slots) else torch.sym_max(slots, 1)
+
+
 def window_counts(num_frames: torch.Tensor, window: int, step: int, min_coverage: float) -> torch.Tensor:
     """(batch,) real frames per utterance -> (batch,) number of its partial windows, as resemblyzer's
     `compute_partial_slices`; window k starts at frame k * step.
@@ -17,8 +25,7 @@ def window_counts(num_frames: torch.Tensor, window: int, step: int, min_coverage
     (and it is not the only one). With resemblyzer's 160 frames and 0.75 this frame-count test
     is exactly its sample-count test.
     """
-    steps = (num_frames - window + step + 1).clamp_min(1)
-    counts = (steps + step - 1) // step
+    counts = window_slots(num_frames, window, step)
     last_start = (counts - 1) * step
     too_short = ((num_frames - 1 - last_start) < min_coverage * window) & (counts > 1)
     return counts - too_short.long()
