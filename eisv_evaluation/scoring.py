@@ -86,6 +86,25 @@ def compute_eer(scores, labels):
     return float(100.0 * eer), float(threshold)
 
 
+def balanced_threshold_band(scores, labels, max_gap: float = 0.10):
+    """The thresholds whose decisions (accept `score >= t`) keep |P_miss - P_fa| <= `max_gap`.
+
+    P_miss rises and P_fa falls with the threshold, so these form one interval (searched over the
+    operating points of `error_rates`). A calibration that is a monotone function of the score
+    (linear, isotonic) meets the gap on these trials only by deciding inside it.
+
+    Args:
+        scores: (trials,); labels: (trials,) 0/1; max_gap: a fraction (0.10: ten points).
+    Returns:
+        `(low, high)` thresholds, or None when no threshold keeps the gap.
+    """
+    miss, false_alarm, thresholds = error_rates(scores, labels)
+    inside = np.flatnonzero(np.abs(miss - false_alarm) <= max_gap)
+    if inside.size == 0:
+        return None
+    return float(thresholds[inside[0]]), float(thresholds[inside[-1]])
+
+
 def compute_min_dcf(scores, labels, p_target=0.01, c_miss=1.0, c_fa=1.0):
     """Normalised minimum detection cost -> (min_dcf, threshold).
 

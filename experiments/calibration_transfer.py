@@ -56,14 +56,19 @@ VARIANTS = {"linear": (), "qmf_imposter_mean": ("imposter_mean",), "qmf_mean_cos
 
 
 class FileTable:
-    """Every file of the corpora -> unit-norm embedding (D,) and active speech (seconds), cached in an .npz."""
+    """Every file of the corpora -> unit-norm embedding (D,) and active speech (seconds), cached in an .npz.
+    `trim_long_silences` sets the feature extractor's voice-activity trimming (the cache is per front end)."""
 
-    def __init__(self, data: Path, model_path: str, cache: Path):
+    def __init__(self, data: Path, model_path: str, cache: Path, trim_long_silences: bool = False):
         keys = [key for corpus in CORPORA for key in metadata(data, corpus).path]
         if cache.is_file():
             stored = np.load(cache)
             if list(stored["keys"]) != keys:
                 raise SystemExit(f"{cache}: holds other files than {data}; delete it to re-embed")
+            stored_trim = bool(stored["trim_long_silences"]) if "trim_long_silences" in stored.files else False
+            if stored_trim != trim_long_silences:
+                raise SystemExit(f"{cache}: embedded with trim_long_silences={not trim_long_silences}; "
+                                 f"give another --cache")
             embeddings, speech = stored["embeddings"], stored["speech_s"]
         else:
             import torch
@@ -72,11 +77,13 @@ class FileTable:
 
             torch.set_num_threads(2)
             model, feature_extractor = load_model(model_path, "cpu")
+            feature_extractor.trim_long_silences = trim_long_silences
             embeddings = embed_paths(model, feature_extractor, [str(data / k) for k in keys], progress=True,
                                      batch_size=32)
             speech = np.array([active_seconds(*soundfile.read(data / k, dtype="float32")) for k in keys])
             with atomic_path(cache) as temporary, open(temporary, "wb") as handle:
-                np.savez(handle, keys=np.array(keys), embeddings=embeddings, speech_s=speech)
+                np.savez(handle, keys=np.array(keys), embeddings=embeddings, speech_s=speech,
+                         trim_long_silences=np.array(trim_long_silences))
         self.row = {key: i for i, key in enumerate(keys)}
         self.embeddings, self.speech = np.asarray(embeddings, np.float64), np.asarray(speech, np.float64)
 

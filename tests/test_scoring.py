@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from eisv_evaluation.scoring import (ScoringError, as_norm, compute_eer, compute_min_dcf, cosine_scores,
-                                   error_rates)
+from eisv_evaluation.scoring import (ScoringError, as_norm, balanced_threshold_band, compute_eer, compute_min_dcf,
+                                   cosine_scores, error_rates)
 
 
 def sklearn_eer(scores, labels):
@@ -102,3 +102,28 @@ def test_as_norm_matches_its_formula():
     np.testing.assert_allclose(as_norm(enroll, test, cohort, top_n=10), expected, rtol=1e-10)
     with pytest.raises(ScoringError, match="-d"):
         as_norm(np.ones((1, 4)), np.ones((1, 4)), np.ones((3, 5)))
+
+
+def error_gap(scores, labels, threshold):
+    return abs(np.mean(scores[labels == 1] < threshold) - np.mean(scores[labels == 0] >= threshold))
+
+
+def test_the_balanced_band_holds_the_equal_error_point_and_ends_where_the_gap_is_passed():
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.7, 0.1, 4000), rng.normal(0.3, 0.1, 4000)])
+    labels = np.repeat([1, 0], 4000)
+    low, high = balanced_threshold_band(scores, labels, max_gap=0.10)
+    assert low < 0.5 < high  # the equal-error threshold of N(0.7, 0.1) against N(0.3, 0.1)
+    # at t = 0.5 +- d, |miss - FA| = Phi(-2 + 10 d) - Phi(-2 - 10 d), which is 0.10 at d = 0.0736
+    assert low == pytest.approx(0.5 - 0.0736, abs=0.01) and high == pytest.approx(0.5 + 0.0736, abs=0.01)
+    assert error_gap(scores, labels, low) <= 0.10 and error_gap(scores, labels, high) <= 0.10
+    assert error_gap(scores, labels, low - 0.005) > 0.10 and error_gap(scores, labels, high + 0.005) > 0.10
+    wider = balanced_threshold_band(scores, labels, max_gap=0.30)
+    assert wider[0] < low and wider[1] > high
+
+
+def test_no_band_where_every_threshold_leaves_the_errors_apart():
+    # targets 0.3 and 0.6, one non-target 0.5: |miss - FA| is 1, 0.5, 0.5, 1 at the four decisions
+    scores, labels = np.array([0.3, 0.6, 0.5]), np.array([1, 1, 0])
+    assert balanced_threshold_band(scores, labels, max_gap=0.10) is None
+    assert balanced_threshold_band(scores, labels, max_gap=0.5) == (0.5, 0.6)
