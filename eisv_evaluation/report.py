@@ -20,6 +20,31 @@ METRIC_COLUMNS = (("num_targets", "targets", "{}"), ("num_nontargets", "non-targ
                   ("miss_at_p0.5", "miss % at p 0.5", "{:.1f}"), ("false_alarm_at_p0.5", "FA % at p 0.5", "{:.1f}"))
 
 
+UNBALANCED_POINTS = 10.0  # a corpus whose calibrated decision leaves miss and FA further apart is named
+
+
+def unbalanced_corpora(groups: dict, max_points: float = UNBALANCED_POINTS) -> list:
+    """-> [(corpus, miss %, FA %)]: the corpora whose calibrated decision at p 0.5 leaves miss and
+    false alarms more than `max_points` apart (none without a calibration)."""
+    out = []
+    for name, metrics in groups["by_corpus"].items():
+        miss, false_alarm = metrics.get("miss_at_p0.5"), metrics.get("false_alarm_at_p0.5")
+        if miss is not None and false_alarm is not None and abs(miss - false_alarm) > max_points:
+            out.append((name, miss, false_alarm))
+    return out
+
+
+def decision_note(results: dict):
+    """One sentence naming the corpora on which the model's calibrated decision is unbalanced, or None."""
+    corpora = unbalanced_corpora(results["metrics"][results["scoring"]])
+    if not corpora:
+        return None
+    listed = ", ".join(f"{name} (miss {miss:.1f}%, false alarms {false_alarm:.1f}%)" for name, miss, false_alarm in corpora)
+    return (f"the calibrated decision at p 0.5 leaves miss and false alarms more than {UNBALANCED_POINTS:.0f} points "
+            f"apart on {listed}: the calibration does not hold on that audio; fit one on labelled trials of it "
+            f"(eisv-calibrate) before relying on the decisions")
+
+
 def public_results(results: dict) -> dict:
     """The JSON-serialisable part of `evaluate_trials` output (drops arrays)."""
     return {key: value for key, value in results.items() if key not in ("trials", "scores")}
@@ -66,6 +91,9 @@ def markdown_report(results: dict, title="Speaker verification results") -> str:
     parts.append("- target conditions: that condition's targets against all non-targets of the same corpora")
     for scoring, groups in results["metrics"].items():
         parts += ["", f"## {scoring} scores", "", markdown_table(groups)]
+    note = decision_note(results)
+    if note:
+        parts += ["", "## Decisions", "", note[0].upper() + note[1:] + "."]
     return "\n".join(parts) + "\n"
 
 

@@ -19,7 +19,9 @@ it. `--cohort` must have been embedded (eisv-embed, .safetensors) by the same mo
 (centring on the mean of LIST's unlabeled audio, `--adapt-whiten` adds a whitening; `--nap-on CSV`
 an emotion NAP from labelled audio) and reports how many adaptation files are trial files: an
 honest number needs adaptation audio disjoint from the trials.
-If the model is calibrated, results add Cllr and the actual DCF beside min Cllr and minDCF.
+If the model is calibrated, results add Cllr and the actual DCF beside min Cllr and minDCF, and
+`results.md` and stderr name the corpora on which its decision at p 0.5 leaves miss and false
+alarms more than 10 points apart (`eisv_evaluation.report.decision_note`).
 `--backend onnxruntime` embeds on the CPU through the exported graph (as eisv-embed; not with
 --adapt-on / --nap-on, which change the PyTorch model); results.json says which backend ran.
 Exit codes: 0 done, 1 bad input (message names the file or CSV line), 2 bad command line.
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from eisv_evaluation.evaluation import RESULTS_FORMAT, evaluate_trials
 from eisv_evaluation.loading import load_for_backend
-from eisv_evaluation.report import OUTPUT_FILES, markdown_table, public_results, write_results
+from eisv_evaluation.report import OUTPUT_FILES, decision_note, markdown_table, public_results, write_results
 from eisv_io.atomic_files import check_replaceable_folder
 from eisv_io.errors import ToolError
 from eisv_io.staged_folders import staged_folder
@@ -143,6 +145,9 @@ def main(argv=None) -> int:
         for scoring, groups in results["metrics"].items():
             print(f"\n{scoring} scores ({results['num_trials']} trials, {results['num_files']} files)")
             print(markdown_table(groups))
+    note = decision_note(results)
+    if note:
+        print(f"eisv-eval: note: {note}", file=sys.stderr)
     print(f"eisv-eval: wrote results.json, results.md, scores.csv, det.png, score_histograms.png to "
           f"{results['output_dir']}", file=sys.stderr)
     return 0
