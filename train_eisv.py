@@ -91,12 +91,18 @@ def train(argv=None):
         say(f"Note: --select_on_trials: the model is picked on {data.trials}, the list it is tested on")
     indexed = run_data.indexed
     factors = [float(f) for f in data.speed_perturb.split(",")] if data.speed_perturb else []
-    store = AudioStore(indexed, speed_factors=factors)
-    num_speakers = store.num_speakers
+    num_speakers = AudioStore.count_speakers(indexed, factors)
+    model, feature_extractor = build_model(model_args, num_speakers, output_dir, accelerator)
+    # Clips are held as the trained model will embed them: trimmed when its feature extractor trims.
+    store = AudioStore(indexed, speed_factors=factors,
+                       prepare=feature_extractor.prepare if feature_extractor.trim_long_silences else None)
+    assert store.num_speakers == num_speakers
+    kept = store.lengths[:len(indexed)].sum() / store.sampling_rate / store.indexed_seconds
     say(f"Training data: {len(indexed)} clips, {len(set(indexed['speaker_id']))} speakers"
         + (f" ({num_speakers} with speed perturbation x{', x'.join(map(str, factors))})" if factors else "")
-        + f", {run_data.report.num_bad_rows} bad rows dropped")
-    model, feature_extractor = build_model(model_args, num_speakers, output_dir, accelerator)
+        + f", {run_data.report.num_bad_rows} bad rows dropped"
+        + (f"; voice-activity trimming kept {100 * kept:.1f}% of its {store.indexed_seconds / 3600:.2f} h"
+           if feature_extractor.trim_long_silences else ""))
     if model_args.init_from != "scratch":
         say(f"Starting from {model_args.init_from}: its encoder, "
             + (f"with a new AAM-softmax head for {num_speakers} speakers" if model_args.aam_weight else

@@ -7,6 +7,10 @@ a numpy array is one object, so reading from it never touches (and never copies)
 `max_bytes` (default 2 GiB, about 18 h) bounds it; beyond that, use `LazyAudioStore`, which decodes
 the file on every access instead (slow, no memory).
 
+`prepare` (AudioStore only) is applied to every decoded clip before it is held: the feature
+extractor's own `prepare` when its `trim_long_silences` is on, so that training crops come from the
+clip as the trained model will embed it (voice-activity trimmed, `modeling_eisv.voice_activity`).
+
 Both also hold the per-row labels (`speaker_ids`, `emotion_ids`, `is_neutral`), and per row the
 span of active speech (`active`: first and last sample of 25 ms frames within 40 dB of the loudest)
 and the RMS over that span. Crops are drawn inside the active span where it is long enough: acted
@@ -57,6 +61,13 @@ class _StoreBase:
         """Speakers of the store, speed-perturbed copies included."""
         return int(self.speaker_ids.max()) + 1 if len(self.speaker_ids) else 0
 
+    @staticmethod
+    def count_speakers(dataset, speed_factors=()) -> int:
+        """The `num_speakers` a store of `dataset` with these speed factors will have, without decoding it
+        (each speed copy is a new set of speakers: ids + k * (max id + 1))."""
+        ids = dataset["speaker_id"]
+        return (int(max(ids)) + 1) * (1 + len(speed_factors)) if len(ids) else 0
+
     def _index_speakers(self):
         self._by_speaker = {}  # speaker id -> {emotion id -> rows}
         for row, (speaker, emotion) in enumerate(zip(self.speaker_ids.tolist(), self.emotion_ids.tolist())):
@@ -93,17 +104,21 @@ class AudioStore(_StoreBase):
         max_bytes: refuse to hold more than this many bytes of audio (2 bytes per sample).
         speed_factors: e.g. (0.9, 1.1): every clip is held again at each speed as a new speaker (rows
             `len(dataset) * k + row`, speakers `id + k * num_speakers`); `num_speakers` counts them.
+        prepare: None, or (samples,) float32 -> (samples',) float32 applied to each decoded clip before it
+            is held (e.g. `EISVFeatureExtractor.prepare` with `trim_long_silences`); `lengths` are then
+            those of the prepared clips and `indexed_seconds` keeps what the index said.
     """
 
-    def __init__(self, dataset, sampling_rate: int = 16000, max_bytes: int = 2 * 1024**3, speed_factors=()):
+    def __init__(self, dataset, sampling_rate: int = 16000, max_bytes: int = 2 * 1024**3, speed_factors=(),
+                 prepare=None):
         super().__init__(dataset, sampling_rate)
         total = int(self.lengths.sum())
+        self.indexed_seconds = total / sampling_rate
         if 2 * total * (1 + sum(1.0 / f for f in speed_factors)) > max_bytes:
             raise MemoryError(
                 f"AudioStore: {total / sampling_rate / 3600:.1f} h of audio needs {2 * total / 2**30:.2f} GiB "
                 f"(> max_bytes={max_bytes / 2**30:.2f} GiB); raise max_bytes or use LazyAudioStore")
         self.offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
-        np.cumsum(self.lengths, out=self.offsets[1:])
         self.samples = np.empty(total, dtype=np.int16)
         self.rms = np.empty(len(self.lengths), dtype=np.float32)  # (rows,) RMS of the active span, full scale 1.0
         self.active = np.empty((len(self.lengths), 2), dtype=np.int64)  # (rows, 2) start, stop samples
@@ -112,9 +127,18 @@ class AudioStore(_StoreBase):
             if waveform.size != self.lengths[row]:
                 raise ValueError(f"{path}: {waveform.size} samples now, {self.lengths[row]} when indexed; "
                                  f"the file changed since indexing, index the dataset again")
+            if prepare is not None:
+                waveform = np.asarray(prepare(waveform), dtype=np.float32)
+                if not 0 < waveform.size <= self.lengths[row]:
+                    raise ValueError(f"{path}: prepare returned {waveform.size} samples from {self.lengths[row]}; "
+                                     f"it may shorten a clip, not empty or lengthen it")
+                self.lengths[row] = waveform.size
+            self.offsets[row + 1] = self.offsets[row] + waveform.size
             start, stop, self.rms[row] = active_span(waveform)
             self.active[row] = start, stop
             self.samples[self.offsets[row]:self.offsets[row + 1]] = np.round(np.clip(waveform, -1.0, 1.0) * 32767.0)
+        if self.offsets[-1] < total:  # prepared clips are shorter: give the rest back
+            self.samples = self.samples[: self.offsets[-1]].copy()
         if speed_factors:
             self._add_speed_copies(speed_factors)
 

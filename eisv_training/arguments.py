@@ -122,6 +122,12 @@ class ModelArguments:
     l2sp_weight: float = field(default=0.0, metadata={
         "help": "L2-SP (Li et al. 2018): adds α·Σ(θ − θ_start)² over the encoder's parameters to the loss, a pull "
                 "towards the starting weights instead of towards 0 (0 = off)."})
+    trim_long_silences: Optional[bool] = field(default=None, metadata={
+        "help": "Voice-activity trimming (resemblyzer's WebRTC-VAD trim of pauses over ~180 ms, needs "
+                "webrtcvad-wheels): True trims every training clip before it is cropped, the selection and test "
+                "audio, and is saved in the model's preprocessor_config.json, so the tools and the pipeline trim "
+                "the same way; False turns it off. Default: the starting model's setting (off for the shipped "
+                "folders and for scratch)."})
     interpolate_alphas: Optional[str] = field(default=None, metadata={
         "help": "Weight-space interpolation with the start (WiSE-FT): after training, α·θ_last + (1 − α)·θ_start for "
                 "each comma-separated α (e.g. '0.25,0.5,0.75') is scored on the selection lists and competes with "
@@ -254,6 +260,12 @@ def validate(data, model, recipe, training):
         fail("kd_weight", "needs a pretrained starting model (--init_from), not scratch")
     if model.kd_contrast_weight < 0 or (model.kd_contrast_weight and not model.kd_weight):
         fail("kd_contrast_weight", "must be >= 0, and needs the teacher (--kd_weight > 0)")
+    if model.trim_long_silences:
+        try:
+            import webrtcvad  # noqa: F401
+        except ImportError:
+            fail("trim_long_silences", "needs the webrtcvad module: pip install webrtcvad-wheels "
+                                       "(or pip install -e \".[vad]\")")
     if model.freeze_layers < 0 or not 0 < model.layer_lr_decay <= 1:
         fail("layer_lr_decay", "must lie in (0, 1], and --freeze_layers must be >= 0")
     for name, spec in (("interpolate_alphas", model.interpolate_alphas), ("speed_perturb", data.speed_perturb)):

@@ -54,10 +54,13 @@ def build_model(model_args, num_speakers, output_dir, accelerator):
     if source == "scratch":
         config = EISVConfig(encoder_type=model_args.encoder_type, ecapa_channels=model_args.ecapa_channels,
                             embedding_size=model_args.embedding_size, **overrides)
-        return EISVForSpeakerVerification(config), EISVFeatureExtractor(config.frontend)
-    model = EISVForSpeakerVerification.from_pretrained(source, **overrides)
-    try:
-        extractor = EISVFeatureExtractor.from_pretrained(source)
-    except OSError:
-        extractor = EISVFeatureExtractor(model.config.frontend)
+        model, extractor = EISVForSpeakerVerification(config), EISVFeatureExtractor(config.frontend)
+    else:
+        model = EISVForSpeakerVerification.from_pretrained(source, **overrides)
+        try:
+            extractor = EISVFeatureExtractor.from_pretrained(source)
+        except OSError:
+            extractor = EISVFeatureExtractor(model.config.frontend)
+    if model_args.trim_long_silences is not None:
+        extractor.trim_long_silences = bool(model_args.trim_long_silences)
     return model, extractor

@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,28 @@ def test_a_clip_the_tools_would_refuse_is_not_trained_on(tmp_path):
     (tmp_path / "metadata.csv").write_text("file_name,speaker,emotion\nblip.wav,s1,neutral\n")
     with pytest.raises(BadRowError, match=r"line 2 .*too little speech \(0\.01 s of active signal < 0\.3 s\)"):
         index_dataset(load_source(tmp_path))
+
+
+def test_a_prepared_store_holds_the_clips_as_the_feature_extractor_trims_them(tmp_path):
+    """With the feature extractor's trim on, training crops come from the trimmed clip, as inference embeds it."""
+    from modeling_eisv import EISVFeatureExtractor
+
+    rate = 16000
+    speech = soundfile.read(sorted((Path(__file__).resolve().parents[1] / "data" / "emodb-mini" / "audio")
+                                   .rglob("*.flac"))[0], dtype="float32")[0]
+    wave = np.concatenate([np.zeros(rate, np.float32), speech, np.zeros(rate, np.float32)])  # 1 s pauses around it
+    soundfile.write(tmp_path / "a.wav", wave, rate, subtype="FLOAT")
+    soundfile.write(tmp_path / "b.wav", speech, rate, subtype="FLOAT")
+    (tmp_path / "metadata.csv").write_text("file_name,speaker,emotion\na.wav,s,sad\nb.wav,t,sad\n")
+    ds, _ = index_dataset(load_source(tmp_path))
+    extractor = EISVFeatureExtractor(feature_type="ge2e_mel", feature_size=40, trim_long_silences=True)
+    store = AudioStore(ds, prepare=extractor.prepare, speed_factors=(1.1,))
+    for row in range(len(ds)):
+        expected = extractor.prepare(soundfile.read(ds[row]["path"], dtype="float32")[0])
+        assert store.lengths[row] == expected.size < ds[row]["num_samples"] + 1
+        np.testing.assert_allclose(store.waveform(row), expected, atol=1.0 / 32767)
+    assert store.lengths[0] < ds[0]["num_samples"] - rate  # the long pauses are gone
+    assert store.samples.size == store.offsets[-1] and store.num_speakers == AudioStore.count_speakers(ds, (1.1,)) == 4
+    assert store.lengths[2] == pytest.approx(store.lengths[0] / 1.1, abs=2)  # the speed copy of the trimmed clip
+    with pytest.raises(ValueError, match="a.wav: prepare returned 0 samples"):
+        AudioStore(ds, prepare=lambda w: w[:0])

@@ -116,6 +116,15 @@ def test_the_start_competes_and_wins_when_fine_tuning_only_hurts(tmp_path):
     assert results["test_results"] == results["start_test_results"]
 
 
+def test_trim_long_silences_trims_the_training_clips_and_is_saved_with_the_model(tmp_path):
+    pytest.importorskip("webrtcvad", reason="voice-activity trimming needs webrtcvad-wheels")
+    result = run_training([*TINY, "--output_dir", str(tmp_path / "vad"), "--max_steps", "2",
+                           "--trim_long_silences", "True", "--no_test_on_trials"])
+    assert "voice-activity trimming kept" in result.stdout
+    saved = json.loads((tmp_path / "vad" / "model" / "preprocessor_config.json").read_text())
+    assert saved["trim_long_silences"] is True
+
+
 def test_protocol_and_own_data_never_select_on_the_test_list(tmp_path):
     from eisv_training.arguments import DataArguments
     from eisv_training.data import default_validation_speakers, resolve_defaults
