@@ -219,7 +219,8 @@ def main(argv=None):
     parser.add_argument("--cache_dir", default="outputs/decision_feasibility")
     args = parser.parse_args(argv)
     data, out = Path(args.data), Path(args.out)
-    model, _ = load_model(args.model, "cpu")
+    model, feature_extractor = load_model(args.model, "cpu")
+    native_trim = bool(feature_extractor.trim_long_silences)  # the front end the folder's calibration is for
     config = model.config
     calibration = ((config.calibration_scale, config.calibration_offset)
                    if getattr(config, "calibration_scale", None) is not None else None)
@@ -234,7 +235,7 @@ def main(argv=None):
     for trim in (False, True) if args.trim else (False,):
         files = FileTable(data, args.model, Path(args.cache_dir) / f"{tag}-{'vad' if trim else 'plain'}.npz",
                           trim_long_silences=trim)
-        own = calibration if not trim else None  # the folder's calibration is for its own front end
+        own = calibration if trim == native_trim else None  # the folder's calibration is for its own front end
         results["front_ends"]["vad" if trim else "plain"] = feasibility(Scorer(files, cohort), sets, own)
         if args.sampling and not trim:
             results["speaker_sampling"] = speaker_sampling(files, data)

@@ -119,11 +119,44 @@ def render(output: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
+def front_end_table(groups: dict) -> str:
+    """{label: [run folders]} -> one table: per label the start as those runs measured it (their front
+    end: e.g. voice-activity trimmed), then the protect runs of the folders' `json/` together."""
+    parts = [HEADER.format(what="runs")]
+    for label, folders in groups.items():
+        runs = [json.loads(p.read_text()) for folder in folders
+                for p in sorted((Path(folder) / "json").glob("ge2e-protect-*-seed*.json"))]
+        if not runs:
+            raise SystemExit(f"render_generalisation: no protect runs in {', '.join(map(str, folders))}")
+        test = runs[0]["start_test"]
+        neutral = runs[0]["validation"]["start"]["neutral_trials"]["overall"]["eer"]
+        parts.append(f"| {label}: the start | — | — | — | 0 | {test['overall']['eer']:.2f} | "
+                     f"{test['overall']['min_dcf_0.01']:.3f} | {test['by_corpus']['ravdess']['eer']:.2f} | "
+                     f"{test['by_corpus']['emodb']['eer']:.2f} | {test['by_condition']['neutral_vs_emotional']['eer']:.2f} | "
+                     f"{neutral:.2f} | — |")
+        protections = sorted({r["protection"] for r in runs})
+        where = ", ".join(sorted({device_name(r) for r in runs}))
+        parts.append(line(f"{label}: {', '.join(protections)} ({where})", "", runs))
+    return "\n".join(parts) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="results/generalisation")
     parser.add_argument("--readme", default=None)
+    parser.add_argument("--front_ends", nargs="+", default=None, metavar="LABEL=FOLDER[,FOLDER]",
+                        help="print only a table of these folders' protect runs, each label under its own start "
+                             "(e.g. runs with --extra --trim_long_silences True beside runs without)")
     args = parser.parse_args(argv)
+    if args.front_ends:
+        groups = {}
+        for spec in args.front_ends:
+            label, sep, folders = spec.partition("=")
+            if not sep or not folders:
+                raise SystemExit(f"render_generalisation: --front_ends {spec!r}: expected LABEL=FOLDER[,FOLDER]")
+            groups[label] = folders.split(",")
+        print(front_end_table(groups))
+        return 0
     output = Path(args.output)
     text = render(output)
     write_text_atomic(output / "table.md", text)

@@ -76,7 +76,7 @@ def test_corpora_whose_scores_sit_apart_have_no_common_threshold_and_the_own_dec
     assert shift["loud"]["threshold"] - 0.5 == pytest.approx(scorer.pair_mean(loud_trials) - scorer.pair_mean(quiet_trials))
 
 
-@pytest.mark.parametrize("folder", ["eisv-ge2e", "."])
+@pytest.mark.parametrize("folder", ["eisv-ge2e", ".", "vad-trained"])
 def test_the_committed_verdicts_follow_from_their_bands(folder):
     results = json.loads((RESULTS / folder / "decision_feasibility.json").read_text())
     for front_end, rows in results["front_ends"].items():

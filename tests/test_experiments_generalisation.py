@@ -88,6 +88,18 @@ def test_the_readme_shows_the_tables_as_rendered_now():
     assert block == render_generalisation.render(RESULTS)
 
 
+def test_the_trimmed_training_table_comes_from_its_runs_and_the_readme_quotes_it():
+    groups = {"untrimmed": [RESULTS / "repeats", RESULTS / "seeds-3-5"], "trimmed": [RESULTS / "vad-trim"]}
+    lines = render_generalisation.front_end_table(groups).splitlines()
+    start_untrimmed, runs_untrimmed, start_trimmed, runs_trimmed = lines[2:]
+    assert "| 25.00 |" in start_untrimmed and "| 22.87 |" in start_trimmed  # each under the start of its front end
+    assert "| 6 | 6 of 6 |" in runs_untrimmed and "| 6 | 3 of 6 |" in runs_trimmed
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    for line in (runs_untrimmed, runs_trimmed):
+        cells = [c.strip() for c in line.split("|")[4:-2]]  # selected .. neutral check, as the README shows them
+        assert " | ".join(cells).replace("-", "−") in readme.replace("**", "")
+
+
 def test_a_fine_tune_ships_only_when_it_passes_every_check():
     start = json.loads((RESULTS / "json" / "ge2e-start.json").read_text())
     candidate = export_best_model.pick_candidate(RESULTS)
