@@ -96,7 +96,9 @@ def train(argv=None):
     # Clips are held as the trained model will embed them: trimmed when its feature extractor trims.
     store = AudioStore(indexed, speed_factors=factors,
                        prepare=feature_extractor.prepare if feature_extractor.trim_long_silences else None)
-    assert store.num_speakers == num_speakers
+    if store.num_speakers != num_speakers:
+        raise RuntimeError(f"train_eisv: the audio store holds {store.num_speakers} speakers, the model was built "
+                           f"for {num_speakers}")
     kept = store.lengths[:len(indexed)].sum() / store.sampling_rate / store.indexed_seconds
     say(f"Training data: {len(indexed)} clips, {len(set(indexed['speaker_id']))} speakers"
         + (f" ({num_speakers} with speed perturbation x{', x'.join(map(str, factors))})" if factors else "")
@@ -131,6 +133,11 @@ def train(argv=None):
     # -- resume, then the start scored as the first candidate ------------------------------------
     state = resume_state(accelerator, args.resume, output_dir, model, optimizer,
                          {"lr_scheduler": scheduler, "margin_schedule": margins})
+    trim = bool(feature_extractor.trim_long_silences)
+    if state.trim_long_silences is not None and state.trim_long_silences != trim:
+        raise SystemExit(f"train_eisv: --resume: the run was trained with trim_long_silences={state.trim_long_silences}, "
+                         f"this one would use {trim}; resume with --trim_long_silences {state.trim_long_silences}")
+    state.trim_long_silences = trim
     judge = CandidateJudge(accelerator, model, network, feature_extractor, run_data, state, output_dir, data, args)
     hparams = {k: v for group in (data, model_args, recipe, args) for k, v in vars(group).items()
                if isinstance(v, (int, float, str, bool))}

@@ -10,6 +10,8 @@ import json
 
 from eisv_io.atomic_files import write_text_atomic
 
+from .scoring import BALANCED_GAP
+
 # Every file eisv-eval writes into its output folder.
 OUTPUT_FILES = ("results.json", "results.md", "scores.csv", "det.png", "score_histograms.png")
 
@@ -20,7 +22,7 @@ METRIC_COLUMNS = (("num_targets", "targets", "{}"), ("num_nontargets", "non-targ
                   ("miss_at_p0.5", "miss % at p 0.5", "{:.1f}"), ("false_alarm_at_p0.5", "FA % at p 0.5", "{:.1f}"))
 
 
-UNBALANCED_POINTS = 10.0  # a corpus whose calibrated decision leaves miss and FA further apart is named
+UNBALANCED_POINTS = 100 * BALANCED_GAP  # a corpus whose calibrated decision leaves miss and FA further apart is named
 
 
 def unbalanced_corpora(groups: dict, max_points: float = UNBALANCED_POINTS) -> list:
@@ -35,8 +37,13 @@ def unbalanced_corpora(groups: dict, max_points: float = UNBALANCED_POINTS) -> l
 
 
 def decision_note(results: dict):
-    """One sentence naming the corpora on which the model's calibrated decision is unbalanced, or None."""
-    corpora = unbalanced_corpora(results["metrics"][results["scoring"]])
+    """One sentence naming the corpora on which the model's calibrated decision is unbalanced, or None.
+    The decision is read on the scores the calibration is for (cosine when AS-norm is the primary score)."""
+    calibration = results.get("calibration")
+    groups = results["metrics"].get(calibration["scores"]) if calibration else None
+    if groups is None:
+        return None
+    corpora = unbalanced_corpora(groups)
     if not corpora:
         return None
     listed = ", ".join(f"{name} (miss {miss:.1f}%, false alarms {false_alarm:.1f}%)" for name, miss, false_alarm in corpora)

@@ -21,6 +21,9 @@ class ScoringError(ValueError):
     """Scores or labels that give no meaningful metric; the message says what is wrong."""
 
 
+BALANCED_GAP = 0.10  # a decision is called balanced when miss and false alarms lie within 10 points
+
+
 def check_scores_and_labels(scores, labels):
     """Validate and convert: -> (scores (N,) float64, labels (N,) int64). Raises `ScoringError`."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -86,23 +89,26 @@ def compute_eer(scores, labels):
     return float(100.0 * eer), float(threshold)
 
 
-def balanced_threshold_band(scores, labels, max_gap: float = 0.10):
+def balanced_threshold_band(scores, labels, max_gap: float = BALANCED_GAP):
     """The thresholds whose decisions (accept `score >= t`) keep |P_miss - P_fa| <= `max_gap`.
 
-    P_miss rises and P_fa falls with the threshold, so these form one interval (searched over the
-    operating points of `error_rates`). A calibration that is a monotone function of the score
+    P_miss rises and P_fa falls with the threshold, so these form one interval. Decisions change only
+    at the scores (`error_rates`' operating points), so every t with `low < t <= high` gives the same
+    decisions as one of the points inside. A calibration that is a monotone function of the score
     (linear, isotonic) meets the gap on these trials only by deciding inside it.
 
     Args:
         scores: (trials,); labels: (trials,) 0/1; max_gap: a fraction (0.10: ten points).
     Returns:
-        `(low, high)` thresholds, or None when no threshold keeps the gap.
+        `(low, high)` in score units, `low` exclusive (-inf when accepting everything already keeps the
+        gap) and `high` inclusive, or None when no threshold keeps the gap.
     """
     miss, false_alarm, thresholds = error_rates(scores, labels)
     inside = np.flatnonzero(np.abs(miss - false_alarm) <= max_gap)
     if inside.size == 0:
         return None
-    return float(thresholds[inside[0]]), float(thresholds[inside[-1]])
+    low = float(thresholds[inside[0] - 1]) if inside[0] > 0 else float("-inf")
+    return low, float(thresholds[inside[-1]])
 
 
 def compute_min_dcf(scores, labels, p_target=0.01, c_miss=1.0, c_fa=1.0):

@@ -40,7 +40,7 @@ from eisv_evaluation.model_folder import COHORT_FILE
 from eisv_evaluation.scoring import as_norm, cosine_scores
 from eisv_evaluation.windowed_embedding import embed_paths, probe_audio
 from eisv_io.errors import one_line
-from modeling_eisv.calibration import DEFAULT_P_TARGET, bayes_threshold
+from modeling_eisv.calibration import DEFAULT_P_TARGET, bayes_threshold, score_threshold
 from modeling_eisv.speech_activity import MIN_SPEECH_S
 
 from .cli_options import add_embedding_options, add_flag, finite_float, positive_int
@@ -101,7 +101,8 @@ def decide(score: float, scoring: str, config, threshold=None, p_target=DEFAULT_
         out.update(threshold=float(threshold), decided_by="threshold", same_speaker=bool(score >= threshold))
     elif calibrated:
         cut = bayes_threshold(p_target)
-        out.update(threshold=(cut - config.calibration_offset) / config.calibration_scale, decided_by="calibration",
+        out.update(threshold=score_threshold(config.calibration_scale, config.calibration_offset, p_target),
+                   decided_by="calibration",
                    same_speaker=bool(llr >= cut))
     elif scoring == "cosine" and getattr(config, "verification_threshold", None) is not None:
         out.update(threshold=float(config.verification_threshold), decided_by="verification_threshold",

@@ -25,7 +25,8 @@ class TrainingState:
     history: every candidate scored so far (the start first); best: the name of the selected one.
     non_finite: one record per skipped step (step, whether the loss was finite, parameters with
     non-finite gradients; eisv_training/step.py's NonFiniteSteps), written at the logging step, checkpoint
-    or epoch end after the skip."""
+    or epoch end after the skip. trim_long_silences: the feature extractor's voice-activity trimming
+    (None in checkpoints that predate it); a resume with the other setting is refused."""
 
     epoch: int = 0
     batches_done: int = 0
@@ -35,6 +36,7 @@ class TrainingState:
     non_finite: list = field(default_factory=list)
     test_results: Optional[dict] = None
     start_test_results: Optional[dict] = None
+    trim_long_silences: Optional[bool] = None  # the front end every candidate was trained and scored with
 
     @property
     def start(self) -> Optional[Candidate]:

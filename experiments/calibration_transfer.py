@@ -57,9 +57,11 @@ VARIANTS = {"linear": (), "qmf_imposter_mean": ("imposter_mean",), "qmf_mean_cos
 
 class FileTable:
     """Every file of the corpora -> unit-norm embedding (D,) and active speech (seconds), cached in an .npz.
-    `trim_long_silences` sets the feature extractor's voice-activity trimming (the cache is per front end)."""
+    `trim_long_silences` sets the feature extractor's voice-activity trimming (the cache is per front end);
+    `identity` (`eisv_evaluation.loading.model_identity`), when given, is stored and a cache of another model
+    is refused."""
 
-    def __init__(self, data: Path, model_path: str, cache: Path, trim_long_silences: bool = False):
+    def __init__(self, data: Path, model_path: str, cache: Path, trim_long_silences: bool = False, identity=None):
         keys = [key for corpus in CORPORA for key in metadata(data, corpus).path]
         if cache.is_file():
             stored = np.load(cache)
@@ -68,7 +70,11 @@ class FileTable:
             stored_trim = bool(stored["trim_long_silences"]) if "trim_long_silences" in stored.files else False
             if stored_trim != trim_long_silences:
                 raise SystemExit(f"{cache}: embedded with trim_long_silences={not trim_long_silences}; "
-                                 f"give another --cache")
+                                 f"delete it or use another cache path")
+            stored_identity = str(stored["identity"]) if "identity" in stored.files else None
+            if identity is not None and stored_identity != identity:
+                raise SystemExit(f"{cache}: embedded by another model than {model_path} (or before caches named "
+                                 f"their model); delete it or use another cache path")
             embeddings, speech = stored["embeddings"], stored["speech_s"]
         else:
             import torch
@@ -83,7 +89,8 @@ class FileTable:
             speech = np.array([active_seconds(*soundfile.read(data / k, dtype="float32")) for k in keys])
             with atomic_path(cache) as temporary, open(temporary, "wb") as handle:
                 np.savez(handle, keys=np.array(keys), embeddings=embeddings, speech_s=speech,
-                         trim_long_silences=np.array(trim_long_silences))
+                         trim_long_silences=np.array(trim_long_silences),
+                         **({"identity": np.array(identity)} if identity is not None else {}))
         self.row = {key: i for i, key in enumerate(keys)}
         self.embeddings, self.speech = np.asarray(embeddings, np.float64), np.asarray(speech, np.float64)
 

@@ -19,9 +19,15 @@ def bayes_threshold(p_target: float) -> float:
     return float(np.log((1 - p_target) / p_target))
 
 
+def score_threshold(scale: float, offset: float, p_target: float = DEFAULT_P_TARGET) -> float:
+    """The score at which `llr = scale * score + offset` reaches the Bayes threshold at `p_target`:
+    the calibrated decision accepts scores at or above it."""
+    return float((bayes_threshold(p_target) - offset) / scale)
+
+
 def apply_calibration(scores, scale: float, offset: float) -> np.ndarray:
     """(trials,) scores -> (trials,) LLRs."""
     return float(scale) * np.asarray(scores, dtype=np.float64) + float(offset)
 
 
-__all__ = ["DEFAULT_P_TARGET", "bayes_threshold", "apply_calibration"]
+__all__ = ["DEFAULT_P_TARGET", "bayes_threshold", "score_threshold", "apply_calibration"]

@@ -14,7 +14,8 @@ from experiments import decision_feasibility
 from experiments.decision_feasibility import Scorer, common_band, feasibility
 from modeling_eisv.calibration import apply_calibration
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "decisions"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results" / "decisions"
 
 
 def test_the_common_band_is_the_intersection_and_names_the_sets_furthest_apart():
@@ -23,6 +24,9 @@ def test_the_common_band_is_the_intersection_and_names_the_sets_furthest_apart()
     apart = common_band({"a": (0.50, 0.54), "b": (0.60, 0.64), "c": (0.52, 0.62)})
     assert not apart["feasible"] and apart["apart"] == ["a", "b"]
     assert apart["gap"] == pytest.approx(0.06) and apart["gap_in_widths"] == pytest.approx(0.06 / 0.04)
+    touching = common_band({"a": (0.5, 0.6), "b": (0.6, 0.7)})  # low is exclusive: no t with 0.6 < t <= 0.6
+    assert not touching["feasible"] and touching["gap"] == 0.0
+    assert common_band({"a": (float("-inf"), 0.6), "b": (0.5, 0.7)})["feasible"]
     assert common_band({"a": (0.5, 0.6), "b": None}) == {
         "feasible": False, "gap": None, "gap_in_widths": None, "low": None, "high": None, "apart": ["b"]}
 
@@ -88,5 +92,21 @@ def test_the_committed_verdicts_follow_from_their_bands(folder):
                 name.startswith("val_") for name in row["sets"])
             lows = [cell["band"][0] for cell in row["sets"].values()]
             highs = [cell["band"][1] for cell in row["sets"].values()]
-            assert row["feasible"] == (max(lows) <= min(highs))
+            assert row["feasible"] == (max(lows) < min(highs))
             assert row["gap"] == pytest.approx(max(lows) - min(highs))
+
+
+def test_the_readme_shows_the_table_as_rendered_from_the_committed_json(monkeypatch):
+    monkeypatch.chdir(REPO)
+    table = decision_feasibility.readme_table(decision_feasibility.README_TABLE)
+    assert table in (REPO / "README.md").read_text()
+    assert "| fine-tune, plain, cosine | 0.585–0.622 | 0.662–0.706 |" in table  # the shipped model's corpora
+
+
+def test_the_imposter_mean_grid_reaches_both_signs_and_the_best_alpha_is_reported():
+    assert min(decision_feasibility.ALPHAS) < 0 < max(decision_feasibility.ALPHAS) and 0.0 in decision_feasibility.ALPHAS
+    results = json.loads((RESULTS / "eisv-ge2e" / "decision_feasibility.json").read_text())
+    rows = results["front_ends"]["plain"]
+    best = decision_feasibility.best_alpha(rows)
+    assert all(rows[best]["gap_in_widths"] <= row["gap_in_widths"] for name, row in rows.items()
+               if name.startswith("alpha_") and name != "alpha_0.0")

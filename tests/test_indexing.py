@@ -6,6 +6,7 @@ import pytest
 import soundfile
 
 from data_collators import AudioStore, BadRowError, LazyAudioStore, index_dataset, load_source
+from data_collators.audio_store import active_span
 
 
 def test_ids_follow_sorted_names_and_durations_are_measured(synthetic_corpus):
@@ -177,6 +178,8 @@ def test_a_prepared_store_holds_the_clips_as_the_feature_extractor_trims_them(tm
         expected = extractor.prepare(soundfile.read(ds[row]["path"], dtype="float32")[0])
         assert store.lengths[row] == expected.size < ds[row]["num_samples"] + 1
         np.testing.assert_allclose(store.waveform(row), expected, atol=1.0 / 32767)
+        assert tuple(store.active[row]) == active_span(expected)[:2]  # spans and RMS of the trimmed clip
+        assert store.rms[row] == pytest.approx(active_span(expected)[2], rel=1e-3)
     assert store.lengths[0] < ds[0]["num_samples"] - rate  # the long pauses are gone
     assert store.samples.size == store.offsets[-1] and store.num_speakers == AudioStore.count_speakers(ds, (1.1,)) == 4
     assert store.lengths[2] == pytest.approx(store.lengths[0] / 1.1, abs=2)  # the speed copy of the trimmed clip

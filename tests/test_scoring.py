@@ -116,7 +116,7 @@ def test_the_balanced_band_holds_the_equal_error_point_and_ends_where_the_gap_is
     assert low < 0.5 < high  # the equal-error threshold of N(0.7, 0.1) against N(0.3, 0.1)
     # at t = 0.5 +- d, |miss - FA| = Phi(-2 + 10 d) - Phi(-2 - 10 d), which is 0.10 at d = 0.0736
     assert low == pytest.approx(0.5 - 0.0736, abs=0.01) and high == pytest.approx(0.5 + 0.0736, abs=0.01)
-    assert error_gap(scores, labels, low) <= 0.10 and error_gap(scores, labels, high) <= 0.10
+    assert error_gap(scores, labels, np.nextafter(low, 1)) <= 0.10 and error_gap(scores, labels, high) <= 0.10
     assert error_gap(scores, labels, low - 0.005) > 0.10 and error_gap(scores, labels, high + 0.005) > 0.10
     wider = balanced_threshold_band(scores, labels, max_gap=0.30)
     assert wider[0] < low and wider[1] > high
@@ -126,4 +126,6 @@ def test_no_band_where_every_threshold_leaves_the_errors_apart():
     # targets 0.3 and 0.6, one non-target 0.5: |miss - FA| is 1, 0.5, 0.5, 1 at the four decisions
     scores, labels = np.array([0.3, 0.6, 0.5]), np.array([1, 1, 0])
     assert balanced_threshold_band(scores, labels, max_gap=0.10) is None
-    assert balanced_threshold_band(scores, labels, max_gap=0.5) == (0.5, 0.6)
+    assert balanced_threshold_band(scores, labels, max_gap=0.5) == (0.3, 0.6)  # any t in (0.3, 0.6]: 0.4 too
+    assert error_gap(scores, labels, 0.4) == 0.5 and error_gap(scores, labels, 0.3) == 1.0
+    assert balanced_threshold_band(scores, labels, max_gap=1.0)[0] == float("-inf")  # accepting all keeps a gap of 1

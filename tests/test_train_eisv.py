@@ -291,6 +291,16 @@ def test_a_finished_runs_checkpoint_resumes_into_a_new_output_dir(reference_run,
                                              .read_text())["selected"]
 
 
+def test_a_resume_with_the_other_front_end_is_refused(reference_run, tmp_path):
+    pytest.importorskip("webrtcvad", reason="voice-activity trimming needs webrtcvad-wheels")
+    args = [a for a in reference_run["args"] if a not in ("--push_to_hub", "--hub_model_id", "local-user/eisv-tiny")]
+    args[args.index("--output_dir") + 1] = str(tmp_path / "elsewhere")
+    result = run_training([*args, "--resume", str(reference_run["dir"] / "checkpoints" / "step_12"),
+                           "--trim_long_silences", "True"], check=False)
+    assert result.returncode != 0
+    assert "trained with trim_long_silences=False" in result.stderr + result.stdout
+
+
 @pytest.mark.slow
 def test_eisv_train_runs_from_a_normal_install(tmp_path):
     """A wheel installed elsewhere (not the clone, not editable) finds its bundled default data and trains."""
