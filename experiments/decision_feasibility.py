@@ -131,7 +131,8 @@ def feasibility(scorer: Scorer, sets: dict, calibration=None) -> dict:
         row = {}
         for name, trials in sets.items():
             scores = scorer(trials, alpha)
-            row[name] = {"eer": compute_eer(scores, trials.label)[0],
+            eer, eer_threshold = compute_eer(scores, trials.label)
+            row[name] = {"eer": eer, "eer_threshold": eer_threshold,
                          "band": balanced_threshold_band(scores, trials.label, BALANCED_GAP),
                          "target_mean": float(scores[trials.label == 1].mean()),
                          "nontarget_mean": float(scores[trials.label == 0].mean())}
