@@ -99,16 +99,16 @@ class Scorer:
 
     def __init__(self, files: FileTable, cohort_keys, top_n: int = TOP_N):
         self.files, self.cohort, self.top_n = files, files.get(list(cohort_keys))[0], top_n
-        self._stats = {}  # id(trials) -> the enrol and test files' cohort statistics
+        self._cache = {}  # id(trials) -> (trials, cosine scores, the enrol and test files' cohort statistics)
 
     def __call__(self, trials, alpha=0.0):
-        enroll, test = self.files.get(list(trials.enroll))[0], self.files.get(list(trials.test))[0]
-        scores = np.einsum("nd,nd->n", enroll, test)
+        if id(trials) not in self._cache:
+            enroll, test = self.files.get(list(trials.enroll))[0], self.files.get(list(trials.test))[0]
+            self._cache[id(trials)] = (trials, np.einsum("nd,nd->n", enroll, test),
+                                       [cohort_statistics(x, self.cohort, self.top_n) for x in (enroll, test)])
+        _, scores, stats = self._cache[id(trials)]
         if alpha == 0.0:
             return scores
-        if id(trials) not in self._stats:
-            self._stats[id(trials)] = (trials, [cohort_statistics(x, self.cohort, self.top_n) for x in (enroll, test)])
-        stats = self._stats[id(trials)][1]
         if alpha == "as_norm":
             return as_norm_scores(scores, *stats)
         return scores - float(alpha) * 0.5 * (stats[0][0] + stats[1][0])

@@ -56,6 +56,13 @@ def line(name, flags, runs):
             f"| {sum(x['runaway'] for x in m)} |")
 
 
+def start_line(name, test, neutral_eer) -> str:
+    """The starting model's row: its dev `test` results and its neutral check EER."""
+    return (f"| {name} | — | — | — | 0 | {test['overall']['eer']:.2f} | {test['overall']['min_dcf_0.01']:.3f} | "
+            f"{test['by_corpus']['ravdess']['eer']:.2f} | {test['by_corpus']['emodb']['eer']:.2f} | "
+            f"{test['by_condition']['neutral_vs_emotional']['eer']:.2f} | {neutral_eer:.2f} | — |")
+
+
 HEADER = ("| {what} | flags | seeds | fine-tune selected | selection score | dev EER ALL | dev minDCF(0.01) | RAVDESS | "
           "EmoDB | neutral vs emotional | neutral check | runaways |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
@@ -63,11 +70,7 @@ HEADER = ("| {what} | flags | seeds | fine-tune selected | selection score | dev
 def render(output: Path) -> str:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted((output / "json").glob("*.json"))}
     start = runs.pop("ge2e-start")
-    test = start["test"]
-    base = (f"| pretrained GE2E (the start) | — | — | — | 0 | {test['overall']['eer']:.2f} | "
-            f"{test['overall']['min_dcf_0.01']:.3f} | {test['by_corpus']['ravdess']['eer']:.2f} | "
-            f"{test['by_corpus']['emodb']['eer']:.2f} | {test['by_condition']['neutral_vs_emotional']['eer']:.2f} | "
-            f"{start['neutral']['overall']['eer']:.2f} | — |")
+    base = start_line("pretrained GE2E (the start)", start["test"], start["neutral"]["overall"]["eer"])
     chosen = json.loads((output / "chosen.json").read_text())["protection"]
     parts = ["#### Protections against forgetting (full recipe + each protection; GE2E, seeds 0-2)", "",
              HEADER.format(what="protection"), base]
@@ -128,12 +131,8 @@ def front_end_table(groups: dict) -> str:
                 for p in sorted((Path(folder) / "json").glob("ge2e-protect-*-seed*.json"))]
         if not runs:
             raise SystemExit(f"render_generalisation: no protect runs in {', '.join(map(str, folders))}")
-        test = runs[0]["start_test"]
-        neutral = runs[0]["validation"]["start"]["neutral_trials"]["overall"]["eer"]
-        parts.append(f"| {label}: the start | — | — | — | 0 | {test['overall']['eer']:.2f} | "
-                     f"{test['overall']['min_dcf_0.01']:.3f} | {test['by_corpus']['ravdess']['eer']:.2f} | "
-                     f"{test['by_corpus']['emodb']['eer']:.2f} | {test['by_condition']['neutral_vs_emotional']['eer']:.2f} | "
-                     f"{neutral:.2f} | — |")
+        parts.append(start_line(f"{label}: the start", runs[0]["start_test"],
+                                runs[0]["validation"]["start"]["neutral_trials"]["overall"]["eer"]))
         protections = sorted({r["protection"] for r in runs})
         where = ", ".join(sorted({device_name(r) for r in runs}))
         parts.append(line(f"{label}: {', '.join(protections)} ({where})", "", runs))
