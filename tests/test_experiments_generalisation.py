@@ -82,22 +82,22 @@ def test_the_tables_come_from_the_json():
     assert "1. baseline (no AAM here: the teacher anchor and its margin loss alone)" in text
 
 
-def test_the_readme_shows_the_tables_as_rendered_now():
-    readme = (RESULTS.parents[1] / "README.md").read_text()
-    block = readme.split(render_generalisation.START + "\n", 1)[1].split(render_generalisation.END, 1)[0]
+def test_the_results_page_shows_the_tables_as_rendered_now():
+    page = (RESULTS.parents[1] / "docs" / "results.md").read_text()
+    block = page.split(render_generalisation.START + "\n", 1)[1].split(render_generalisation.END, 1)[0]
     assert block == render_generalisation.render(RESULTS)
 
 
-def test_the_trimmed_training_table_comes_from_its_runs_and_the_readme_quotes_it():
+def test_the_trimmed_training_table_comes_from_its_runs_and_the_results_page_quotes_it():
     groups = {"untrimmed": [RESULTS / "repeats", RESULTS / "seeds-3-5"], "trimmed": [RESULTS / "vad-trim"]}
     lines = render_generalisation.front_end_table(groups).splitlines()
     start_untrimmed, runs_untrimmed, start_trimmed, runs_trimmed = lines[2:]
     assert "| 25.00 |" in start_untrimmed and "| 22.87 |" in start_trimmed  # each under the start of its front end
     assert "| 6 | 6 of 6 |" in runs_untrimmed and "| 6 | 3 of 6 |" in runs_trimmed
-    readme = (RESULTS.parents[1] / "README.md").read_text()
+    page = (RESULTS.parents[1] / "docs" / "results.md").read_text()
     for line in (runs_untrimmed, runs_trimmed):
-        cells = [c.strip() for c in line.split("|")[4:-2]]  # selected .. neutral check, as the README shows them
-        assert " | ".join(cells).replace("-", "−") in readme.replace("**", "")
+        cells = [c.strip() for c in line.split("|")[4:-2]]  # selected .. neutral check, as the page shows them
+        assert " | ".join(cells).replace("-", "−") in page.replace("**", "")
 
 
 def test_a_fine_tune_ships_only_when_it_passes_every_check():
