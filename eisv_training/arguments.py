@@ -89,7 +89,7 @@ class ModelArguments:
         "help": "Weight of the AAM-softmax speaker-classification loss. 0 = emotion invariance only: the ERL pair "
                 "loss and the teacher anchor train the encoder, which never learns to tell the training speakers "
                 "apart (no head warm-up then). Default: 0 when fine-tuning (with --kd_weight 10 --kd_anchor "
-                "neutral, the protection chosen on validation data in the third round: README, "
+                "neutral, the protection chosen on validation data in the third round: docs/results.md, "
                 "results/generalisation), 1 from scratch."})
     freeze_layers: int = field(default=0, metadata={
         "help": "Freeze the lowest N layers of the encoder (GE2E: LSTM layers, then the projection; ECAPA: the "
@@ -172,7 +172,7 @@ class TrainingArguments:
     optimizer: str = field(default="adamw", metadata={"help": "adamw or sgd (momentum 0.9, nesterov)."})
     learning_rate: Optional[float] = field(default=None, metadata={
         "help": "Peak learning rate (not rescaled with world size: scale it yourself with the global batch; "
-                "README: x sqrt(number of processes) held EER on 2 and 4 GPUs). Default: 2e-4 when fine-tuning "
+                "docs/results.md: x sqrt(number of processes) held EER on 2 and 4 GPUs). Default: 2e-4 when fine-tuning "
                 "(--init_from), 4e-3 from scratch (the sweep's choices on validation speakers, batch 32x4)."})
     weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps of linear LR warm-up."})

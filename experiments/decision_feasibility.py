@@ -261,7 +261,7 @@ def print_tables(results: dict, label: str = "model"):
 
 
 def readme_table(named: dict) -> str:
-    """{label: (results JSON path, front ends)} -> the README's table, every row from the JSON."""
+    """{label: (results JSON path, front ends)} -> the table of docs/decisions.md, every row from the JSON."""
     loaded = {label: (json.loads(Path(path).read_text()), front_ends) for label, (path, front_ends) in named.items()}
     lines = table_header(next(iter(loaded.values()))[0])
     for label, (results, front_ends) in loaded.items():
@@ -287,7 +287,7 @@ def main(argv=None):
     parser.add_argument("--sampling", action="store_true", help="add the speaker-sampling check")
     parser.add_argument("--cache_dir", default="outputs/decision_feasibility")
     parser.add_argument("--readme_table", action="store_true",
-                        help="print only the README's table, from the committed JSON (README_TABLE)")
+                        help="print only the table of docs/decisions.md, from the committed JSON (README_TABLE)")
     args = parser.parse_args(argv)
     if args.readme_table:
         print(readme_table(README_TABLE), end="")

@@ -16,10 +16,10 @@ and tests the selected model once on dev_trials.csv. Stages, each resumable (a f
   bf16 (as they ran) against float32 (the new default for GE2E).
 - start: the pretrained GE2E itself on the dev trials and both selection lists (row 0).
 
-`python -m experiments.render_generalisation --output results/generalisation --readme README.md` renders
-the tables. JSON per run in OUTPUT/json/; run folders in OUTPUT/runs/ (not results). A protection run again
-(`--output OUTPUT/repeats --ge2e_init OUTPUT/ge2e-resemblyzer --stage protect --only NAME-seed`, e.g. on other
-hardware) counts in the choice, which is then rewritten in OUTPUT/chosen.json.
+`python -m experiments.render_generalisation --output results/generalisation --readme docs/results.md`
+renders the tables. JSON per run in OUTPUT/json/; run folders in OUTPUT/runs/ (not results). A protection
+run again (`--output OUTPUT/repeats --ge2e_init OUTPUT/ge2e-resemblyzer --stage protect --only NAME-seed`, e.g.
+on other hardware) counts in the choice, which is then rewritten in OUTPUT/chosen.json.
 """
 
 import argparse

@@ -1,12 +1,12 @@
 """Render the ablation JSON (experiments/ablation.py) as Markdown tables.
 
-    python -m experiments.render_ablation --output results/ablation [--readme README.md]
+    python -m experiments.render_ablation --output results/ablation [--readme docs/results.md]
 
 Writes OUTPUT/table.md: per encoder, EER (%) and minDCF(0.01) on the evaluation trials, mean ± std
 over seeds, overall and per target condition, the relative EER change against row 1, a verdict per
 component (its row against the row before, judged against the seed spread), and the sweep on
-the validation speakers. With --readme, the text between `<!-- ablation:start -->` and
-`<!-- ablation:end -->` in that file is replaced by the same tables.
+the validation speakers. With --readme (the page that shows them: docs/results.md), the text between
+`<!-- ablation:start -->` and `<!-- ablation:end -->` in that file is replaced by the same tables.
 """
 
 import argparse
@@ -214,7 +214,8 @@ def replace_between_markers(path: Path, text: str):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="results/ablation", help="the folder experiments/ablation.py wrote")
-    parser.add_argument("--readme", default=None, help="also replace the marked section of this Markdown file")
+    parser.add_argument("--readme", default=None,
+                        help="also replace the marked section of this Markdown file (docs/results.md)")
     args = parser.parse_args(argv)
     output = Path(args.output)
     if not (output / "json").is_dir():

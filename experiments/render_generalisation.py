@@ -1,10 +1,11 @@
 """Render the tables of `experiments.generalisation` (results/generalisation/json) as Markdown.
 
-    python -m experiments.render_generalisation --output results/generalisation --readme README.md
+    python -m experiments.render_generalisation --output results/generalisation --readme docs/results.md
 
 Protections run again (OUTPUT/repeats/json) get a line of their own under their first runs. Writes
-OUTPUT/table.md and, with --readme, replaces the README between `<!-- generalisation:start -->` and
-`<!-- generalisation:end -->`. Every number comes from the JSON files; mean ± sample std over seeds.
+OUTPUT/table.md and, with --readme, replaces the text of that Markdown file (docs/results.md, which shows
+the tables) between `<!-- generalisation:start -->` and `<!-- generalisation:end -->`. Every number comes
+from the JSON files; mean ± sample std over seeds.
 """
 
 import argparse
@@ -142,7 +143,8 @@ def front_end_table(groups: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="results/generalisation")
-    parser.add_argument("--readme", default=None)
+    parser.add_argument("--readme", default=None,
+                        help="also replace the marked section of this Markdown file (docs/results.md)")
     parser.add_argument("--front_ends", nargs="+", default=None, metavar="LABEL=FOLDER[,FOLDER]",
                         help="print only a table of these folders' protect runs, each label under its own start "
                              "(e.g. runs with --extra --trim_long_silences True beside runs without)")

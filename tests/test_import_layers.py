@@ -1,4 +1,4 @@
-"""The layers import one way (README, How it is built): importing a layer loads none of the layers above it.
+"""The layers import one way (docs/design.md): importing a layer loads none of the layers above it.
 
 eisv_io is standard library only; modeling_eisv loads only eisv_io of the other packages; eisv_evaluation loads the
 model and eisv_io but not the CLIs, training or the collators. Each check runs in a fresh interpreter,
