@@ -1,10 +1,13 @@
 """The ablation driver's recipe rows and choices, and the table renderer (experiments/)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from experiments import ablation, render_ablation
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_rows_switch_the_components_on_one_by_one():
@@ -70,6 +73,13 @@ def test_render_gives_mean_std_relative_change_and_verdicts(tmp_path):
     assert "ERL loss (row 3 vs 2): no clear effect" in table
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text and "-26.2%" in text
+
+
+def test_the_results_page_shows_the_committed_tables_as_rendered_now():
+    page = (REPO / "docs" / "results.md").read_text()
+    block = page.split(render_ablation.START + "\n", 1)[1].split(render_ablation.END, 1)[0]
+    text = render_ablation.render(REPO / "results" / "ablation")
+    assert block == text == (REPO / "results" / "ablation" / "table.md").read_text()
 
 
 def test_render_refuses_a_missing_folder(tmp_path):
